@@ -1,0 +1,1 @@
+"""Simulated sensors of the city: homes, road segments, flood sites and weather."""

@@ -1,0 +1,81 @@
+"""smartcity's event contract: topics, ids, payload models, the codec and settings.
+
+Simulators, ingest, rules and the api import these names and never restate them.
+"""
+
+from smartcity.codec import Reading, decode, decode_status, dump, encode_reading
+from smartcity.errors import ContractError, FieldProblem, InvalidId, InvalidPayload, InvalidTopic
+from smartcity.ids import ID_PATTERN, Id, check_id, is_valid_id
+from smartcity.models import (
+    TELEMETRY_MODELS,
+    DeviceError,
+    DeviceState,
+    DeviceStatus,
+    FloodTelemetry,
+    HomeTelemetry,
+    Source,
+    Telemetry,
+    TrafficTelemetry,
+    WeatherTelemetry,
+    format_ts,
+    parse_ts,
+)
+from smartcity.topics import (
+    DEFAULT_ROOT,
+    DeviceTopic,
+    Domain,
+    Kind,
+    Topic,
+    TopicFilter,
+    alert_topic,
+    control_topic,
+    errors_topic,
+    parse_device_topic,
+    status_filter,
+    status_topic,
+    telemetry_filter,
+    telemetry_topic,
+)
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "ID_PATTERN",
+    "TELEMETRY_MODELS",
+    "ContractError",
+    "DeviceError",
+    "DeviceState",
+    "DeviceStatus",
+    "DeviceTopic",
+    "Domain",
+    "FieldProblem",
+    "FloodTelemetry",
+    "HomeTelemetry",
+    "Id",
+    "InvalidId",
+    "InvalidPayload",
+    "InvalidTopic",
+    "Kind",
+    "Reading",
+    "Source",
+    "Telemetry",
+    "Topic",
+    "TopicFilter",
+    "TrafficTelemetry",
+    "WeatherTelemetry",
+    "alert_topic",
+    "check_id",
+    "control_topic",
+    "decode",
+    "decode_status",
+    "dump",
+    "encode_reading",
+    "errors_topic",
+    "format_ts",
+    "is_valid_id",
+    "parse_device_topic",
+    "parse_ts",
+    "status_filter",
+    "status_topic",
+    "telemetry_filter",
+    "telemetry_topic",
+]

@@ -1,0 +1,136 @@
+"""The ``smartcity`` command: ``up``, ``simulate``, ``ingest``, ``api``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from smartcity.errors import ContractError
+
+ENVIRONMENT_HELP = """\
+environment (the same variables configure the local stack and docker-compose):
+  SMARTCITY_MQTT_URL       broker, mqtt://[user:password@]host:port; when set, `up` uses it
+                           instead of starting its own Mosquitto
+  SMARTCITY_MQTT_ROOT      first topic level (default: city)
+  SMARTCITY_INFLUX_URL     InfluxDB v1-compatible API, http://host:port; when set, `up` uses
+                           it instead of starting its own influxd
+  SMARTCITY_INFLUX_DB      database, or bucket name on InfluxDB 2.x (default: smartcity)
+  SMARTCITY_INFLUX_USERNAME, SMARTCITY_INFLUX_PASSWORD
+                           credentials (on InfluxDB 2.x the password is an API token)
+  SMARTCITY_API_HOST       api bind address (default: 127.0.0.1)
+  SMARTCITY_API_PORT       api port (default: 8000)
+  SMARTCITY_DATA_DIR       local state: servers' data, ingest spool (default: ./var)
+  SMARTCITY_ADMIN_TOKEN    bearer token for the api's state-changing endpoints
+  SMARTCITY_ENV            development (default) or exhibit (refuses default secrets)
+  SMARTCITY_CITY_FILE      city description (default: the built-in Ho Chi Minh City)
+  SMARTCITY_SIM_INTERVAL_S seconds between a simulated device's readings (default: 2)
+  SMARTCITY_SIM_SEED       seed for reproducible simulated readings
+  SMARTCITY_INGEST_*       ingest tuning: BATCH_SIZE, BATCH_INTERVAL_S, MAX_PAYLOAD_BYTES,
+                           SHARE_GROUP, CLIENT_ID, SESSION_EXPIRY_S, SPOOL_MAX_BYTES
+  SMARTCITY_LOG_LEVEL      DEBUG, INFO (default), WARNING
+"""
+
+
+def _up(args: argparse.Namespace) -> int:
+    from smartcity.stack import main
+
+    return main(args)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from simulators.runner import main
+    from smartcity.settings import SimulatorSettings
+
+    overrides: dict[str, Any] = {}
+    if args.interval is not None:
+        overrides["interval_s"] = args.interval
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.city is not None:
+        overrides["city_file"] = args.city
+    return main(SimulatorSettings(**overrides), duration_s=args.duration)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from ingest.service import main
+    from smartcity.settings import IngestSettings
+
+    return main(IngestSettings())
+
+
+def _api(args: argparse.Namespace) -> int:
+    from api.main import main
+    from smartcity.settings import ApiSettings
+
+    overrides: dict[str, Any] = {}
+    if args.host is not None:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    return main(ApiSettings(**overrides))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smartcity",
+        description="The smart-city exhibit backend: simulators, ingest, api.",
+        epilog=ENVIRONMENT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help: str) -> Any:
+        p = sub.add_parser(name, help=help, description=help, epilog=ENVIRONMENT_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        return p
+
+    up = add("up", _up, "run the whole city: Mosquitto, InfluxDB, ingest, api and simulators")
+    up.add_argument("--mqtt-port", type=int, default=1883,
+                    help="port of the Mosquitto that `up` starts (default: 1883)")
+    up.add_argument("--influx-port", type=int, default=8086,
+                    help="port of the influxd that `up` starts (default: 8086)")
+    up.add_argument("--api-port", type=int, default=None,
+                    help="api port (default: SMARTCITY_API_PORT or 8000)")
+    up.add_argument("--no-simulators", action="store_true",
+                    help="start everything but the simulated city (exhibitor devices only)")
+
+    sim = add("simulate", _simulate, "publish the simulated city's sensor readings")
+    sim.add_argument("--interval", type=float, default=None,
+                     help="seconds between a device's readings (default: 2)")
+    sim.add_argument("--seed", type=int, default=None, help="make the readings reproducible")
+    sim.add_argument("--duration", type=float, default=None,
+                     help="stop after this many seconds (default: run until stopped)")
+    sim.add_argument("--city", type=Path, default=None, help="city file (TOML)")
+
+    add("ingest", _ingest, "store validated readings from the broker in InfluxDB")
+
+    api = add("api", _api, "serve the HTTP api (OpenAPI docs at /docs)")
+    api.add_argument("--host", default=None, help="bind address (default: 127.0.0.1)")
+    api.add_argument("--port", type=int, default=None, help="port (default: 8000)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except ValidationError as e:
+        print(f"smartcity {args.command}: bad configuration:", file=sys.stderr)
+        for err in e.errors(include_url=False):
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            print(f"  {where}: {err['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        return 2
+    except ContractError as e:
+        print(f"smartcity {args.command}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
