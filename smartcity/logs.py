@@ -14,6 +14,8 @@ def setup(service: str, level: str = "INFO") -> None:
         datefmt="%Y-%m-%dT%H:%M:%S",
         force=True,
     )
+    # One line per HTTP request to InfluxDB would drown everything else.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def truncate(data: bytes | str, limit: int = 200) -> str:

@@ -158,4 +158,6 @@ class DeviceError(BaseModel):
     reason: str
     errors: list[ProblemOut] = Field(default_factory=list)
     payload: str = Field(description="the start of the rejected payload, for recognition")
+    suppressed: int = Field(default=0, description="rejections of this device not reported "
+                                                   "since the previous report (rate limit)")
     kind: Literal["rejected"] = "rejected"

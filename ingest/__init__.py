@@ -1,0 +1,1 @@
+"""Ingest: validate readings from the broker and store them in InfluxDB, losing none."""

@@ -1,0 +1,236 @@
+"""The MQTT edge of ingest: subscribe, judge, hand over to the writer, acknowledge when stored.
+
+The session is persistent (fixed client id, clean start off, bounded session expiry) and
+messages are acknowledged by hand only after their batch is stored, so a crash of ingest, of
+the broker link or of InfluxDB loses nothing: the broker redelivers what was not acknowledged,
+and a redelivered reading overwrites its identical point in InfluxDB.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from ingest.judge import Accepted, Judge, Rejection
+from ingest.spool import Spool
+from ingest.stats import Stats
+from ingest.writer import BatchWriter, Item, PointWriter
+from smartcity import logs
+from smartcity.city import load_city
+from smartcity.codec import dump
+from smartcity.influx import InfluxClient, InfluxError
+from smartcity.models import DeviceError, ProblemOut, format_ts
+from smartcity.registry import Registry
+from smartcity.settings import IngestSettings
+from smartcity.topics import errors_topic, telemetry_filter
+
+log = logging.getLogger(__name__)
+
+STATS_MEASUREMENT = "ingest_stats"
+
+
+@dataclass
+class ReportLimiter:
+    """At most ``burst`` reports per device at once, refilled at ``rate`` per second, so a
+    device stuck in a loop of bad messages cannot flood its errors topic or the log."""
+
+    burst: float = 5.0
+    rate: float = 1.0
+    _tokens: dict[str, tuple[float, float]] = field(default_factory=dict)
+    _suppressed: dict[str, int] = field(default_factory=dict)
+
+    def allow(self, key: str, now: float) -> tuple[bool, int]:
+        tokens, last = self._tokens.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1:
+            self._tokens[key] = (tokens, now)
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return False, 0
+        self._tokens[key] = (tokens - 1, now)
+        if len(self._tokens) > 100_000:
+            self._tokens.clear()
+        return True, self._suppressed.pop(key, 0)
+
+
+class IngestService:
+    def __init__(self, settings: IngestSettings, registry: Registry,
+                 sink: PointWriter | None = None) -> None:
+        self.settings = settings
+        self.stats = Stats()
+        self.judge = Judge(registry, settings.mqtt.root, settings.max_payload_bytes)
+        self.influx = InfluxClient(settings.influx)
+        state = settings.data_dir / "ingest" / settings.client_id
+        self.spool = Spool(state / "spool", settings.spool_max_bytes)
+        self.writer = BatchWriter(sink or self.influx, self._ack, self.spool,
+                                  state / "dead-letter", self.stats, settings.batch_size,
+                                  settings.batch_interval_s)
+        self.subscribed = threading.Event()
+        self._generation = 0
+        self._accepting = True
+        self._reports = ReportLimiter()
+        self._stop_stats = threading.Event()
+        self._stats_thread = threading.Thread(target=self._report_stats, name="ingest-stats",
+                                              daemon=True)
+        self.client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
+                             protocol=mqtt.MQTTv5, manual_ack=True)
+        if s.mqtt.username:
+            client.username_pw_set(s.mqtt.username, s.mqtt.password)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = lambda *a: self.subscribed.set()
+        client.on_message = self._on_message
+        client.reconnect_delay_set(min_delay=1, max_delay=15)
+        # paho keeps its own bounded queue of outgoing QoS 1 messages (error reports here).
+        client.max_queued_messages_set(10_000)
+        return client
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        s = self.settings
+        self.writer.start()
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = s.session_expiry_s
+        props.ReceiveMaximum = s.receive_maximum
+        self.client.connect_async(s.mqtt.host, s.mqtt.port, s.mqtt.keepalive_s,
+                                  clean_start=False, properties=props)
+        self.client.loop_start()
+        self._stats_thread.start()
+        if len(self.spool):
+            log.info("spool holds %d batches from an earlier run; draining", len(self.spool))
+
+    def stop(self) -> None:
+        """Store and acknowledge what has arrived, then leave; the session stays with the broker,
+        which keeps queueing for us until we return (or the session expires)."""
+        self._accepting = False
+        self.writer.stop()
+        # paho sends queued packets in order, so the acks leave before the DISCONNECT.
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._stop_stats.set()
+        self._stats_thread.join(5)
+        self._write_stats()
+        self.influx.close()
+        log.info("stopped: %s", self.stats.snapshot())
+
+    # -- MQTT callbacks (network thread) ---------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        # Message ids restart with a new connection: acks for the old one must not be sent.
+        self._generation += 1
+        topic = str(telemetry_filter(self.settings.mqtt.root, self.settings.share_group))
+        client.subscribe(topic, qos=1)
+        log.info("connected to %s (session %s), subscribing to %s", self.settings.mqtt.url,
+                 "resumed" if flags.session_present else "new", topic)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        if self._accepting:
+            log.warning("lost the broker (%s); reconnecting", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if not self._accepting:
+            return  # not acknowledged: the broker redelivers it to the next ingest
+        self.stats.received += 1
+        line = None
+        try:
+            verdict = self.judge(msg.topic, msg.payload)
+            if isinstance(verdict, Accepted):
+                self.stats.accepted += 1
+                self.stats.record_seq(verdict.device_id, verdict.seq)
+                line = verdict.line
+            else:
+                self._reject(verdict)
+        except Exception:  # one bad message must never stop ingest
+            self.stats.rejected += 1
+            self.stats.rejected_by_reason["internal error"] += 1
+            log.exception("could not process a message on %s: %s", msg.topic,
+                          logs.truncate(msg.payload))
+        self.writer.submit(Item(line, msg.mid, msg.qos, self._generation))
+
+    def _reject(self, r: Rejection) -> None:
+        self.stats.rejected += 1
+        self.stats.rejected_by_reason[r.reason] += 1
+        allowed, suppressed = self._reports.allow(r.device_id or r.topic, time.monotonic())
+        if not allowed:
+            return
+        detail = "; ".join(str(p) for p in r.problems)
+        log.warning("rejected %s: %s (%s); payload: %s%s", r.topic[:200], r.reason, detail,
+                    logs.truncate(r.payload),
+                    f" [{suppressed} more from this device not logged]" if suppressed else "")
+        if r.device_id is None:
+            return
+        report = DeviceError(
+            ts=format_ts(int(time.time() * 1000)), topic=r.topic, reason=r.reason,
+            errors=[ProblemOut(field=p.field, message=p.message) for p in r.problems],
+            payload=logs.truncate(r.payload, 300), suppressed=suppressed)
+        self.client.publish(str(errors_topic(r.device_id, self.settings.mqtt.root)),
+                            dump(report), qos=1)
+
+    # -- writer thread -----------------------------------------------------------------------
+
+    def _ack(self, items: list[Item]) -> None:
+        generation = self._generation
+        for item in items:
+            if item.qos and item.generation == generation:
+                self.client.ack(item.mid, item.qos)
+
+    # -- stats -----------------------------------------------------------------------------
+
+    def _report_stats(self) -> None:
+        last = self.stats.stored + self.stats.spooled
+        while not self._stop_stats.wait(self.settings.stats_interval_s):
+            now = self.stats.stored + self.stats.spooled
+            snap = self.stats.snapshot()
+            log.info("%.0f msg/s stored; received %d, rejected %d, spooled %d, queue %d",
+                     (now - last) / self.settings.stats_interval_s, snap["received"],
+                     snap["rejected"], snap["spooled"], self.writer.qsize())
+            last = now
+            self._write_stats()
+
+    def _write_stats(self) -> None:
+        """One point for the operations board; skipped quietly while InfluxDB is down."""
+        snap = self.stats.snapshot()
+        snap["queue"] = self.writer.qsize()
+        snap["spool_bytes"] = self.spool.size_bytes
+        fields = ",".join(f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}i"
+                          for k, v in snap.items())
+        line = (f"{STATS_MEASUREMENT},client_id={self.settings.client_id} {fields} "
+                f"{int(time.time() * 1000)}\n")
+        try:
+            self.influx.write(line.encode())
+        except InfluxError as e:
+            log.debug("ingest stats not stored: %s", e)
+
+
+def main(settings: IngestSettings) -> int:
+    logs.setup("ingest", settings.log_level)
+    registry = load_city(settings.city_file).registry()
+    service = IngestService(settings, registry)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("storing into %s database %r; %d devices registered", settings.influx.url,
+             settings.influx.db, len(registry))
+    service.start()
+    stop.wait()
+    log.info("stopping")
+    service.stop()
+    return 0

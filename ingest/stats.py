@@ -1,0 +1,57 @@
+"""Ingest's counters, reported in the log and stored in InfluxDB for the operations board."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Stats:
+    # Each counter is written by one thread only (the MQTT loop or the writer).
+    received: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    stored: int = 0
+    spooled: int = 0
+    unspooled: int = 0
+    dead_lettered: int = 0
+    write_errors: int = 0
+    batches: int = 0
+    write_seconds: float = 0.0
+    seq_gaps: int = 0
+    seq_repeats: int = 0
+    _last_seq: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def record_write(self, points: int, seconds: float) -> None:
+        self.stored += points
+        self.batches += 1
+        self.write_seconds += seconds
+
+    def record_seq(self, device_id: str, seq: int) -> None:
+        """Count readings lost upstream (a jump in seq) and repeats (a redelivery, or a device
+        that restarted its counter)."""
+        last = self._last_seq.get(device_id)
+        if last is not None:
+            if seq > last + 1:
+                self.seq_gaps += seq - last - 1
+            elif seq <= last:
+                self.seq_repeats += 1
+        self._last_seq[device_id] = seq
+
+    def snapshot(self) -> dict[str, float]:
+        return {
+            "received": self.received,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "stored": self.stored,
+            "spooled": self.spooled,
+            "unspooled": self.unspooled,
+            "dead_lettered": self.dead_lettered,
+            "write_errors": self.write_errors,
+            "batches": self.batches,
+            "write_seconds": round(self.write_seconds, 6),
+            "seq_gaps": self.seq_gaps,
+            "seq_repeats": self.seq_repeats,
+        }
