@@ -43,8 +43,8 @@ class ReportLimiter:
     """At most ``burst`` reports per device at once, refilled at ``rate`` per second, so a
     device stuck in a loop of bad messages cannot flood its errors topic or the log."""
 
-    burst: float = 5.0
-    rate: float = 1.0
+    burst: float = 20.0
+    rate: float = 2.0
     _tokens: dict[str, tuple[float, float]] = field(default_factory=dict)
     _suppressed: dict[str, int] = field(default_factory=dict)
 

@@ -1,0 +1,90 @@
+"""Dependencies with ``Annotated`` aliases, so route signatures read like sentences."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, NoReturn
+
+from fastapi import Depends, Path, Request
+from fastapi.exceptions import HTTPException, RequestValidationError
+from influxdb_client.client.influxdb_client import InfluxDBClient
+
+from api.status import StatusTracker
+from smartcity.errors import ContractError
+from smartcity.ids import ID_PATTERN, check_id
+from smartcity.influx import AsyncInfluxClient
+from smartcity.registry import DeviceInfo, Registry
+from smartcity.settings import ApiSettings
+
+
+@dataclass
+class Services:
+    """What the lifespan owns; one per running app."""
+
+    settings: ApiSettings
+    registry: Registry
+    warning_levels: Mapping[str, float]
+    influx: AsyncInfluxClient
+    influx_probe: InfluxDBClient
+    status: StatusTracker
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_influx(services: ServicesDep) -> AsyncInfluxClient:
+    return services.influx
+
+
+def get_registry(services: ServicesDep) -> Registry:
+    return services.registry
+
+
+def get_status(services: ServicesDep) -> StatusTracker:
+    return services.status
+
+
+InfluxDep = Annotated[AsyncInfluxClient, Depends(get_influx)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+StatusDep = Annotated[StatusTracker, Depends(get_status)]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+NowDep = Annotated[int, Depends(now_ms)]
+
+
+def invalid(error: ContractError, where: str = "query", value: Any = None) -> NoReturn:
+    """Raise a 422 shaped like FastAPI's own validation errors, one entry per problem."""
+    raise RequestValidationError([
+        {"type": "value_error", "loc": (where, p.field), "msg": p.message, "input": value}
+        for p in error.problems] or [{"type": "value_error", "loc": (where,), "msg": str(error),
+                                      "input": value}])
+
+
+def get_device(
+    device_id: Annotated[str, Path(description=f"device id, {ID_PATTERN}",
+                                   examples=["flood-thao-dien"])],
+    registry: RegistryDep,
+) -> DeviceInfo:
+    try:
+        check_id(device_id)
+    except ContractError as e:
+        invalid(e, "path", device_id)
+    device = registry.get(device_id)
+    if device is None:
+        raise HTTPException(404, f"unknown device {device_id!r}; GET /api/v1/sensors lists the "
+                                 "known devices")
+    return device
+
+
+DeviceDep = Annotated[DeviceInfo, Depends(get_device)]

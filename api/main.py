@@ -1,0 +1,141 @@
+"""The app factory and the ``smartcity api`` entry point."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import anyio
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from influxdb_client.client.influxdb_client import InfluxDBClient
+
+from api.deps import Services
+from api.routes import city, health, sensors
+from api.status import StatusTracker
+from smartcity import logs
+from smartcity.city import load_city
+from smartcity.influx import AsyncInfluxClient, InfluxRejected, InfluxUnavailable
+from smartcity.registry import Registry
+from smartcity.settings import ApiSettings, InfluxSettings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Read api of the smart-city exhibit (Ho Chi Minh City): the devices, their latest readings,
+their history in time buckets, and a city summary for the overview screen.
+
+Times are RFC 3339 in UTC. Errors: 422 names the parameter at fault and the rule it broke;
+404 an unknown device; 503 a database or broker that is down (retry later).
+"""
+
+TAGS = [
+    {"name": "sensors", "description": "devices of the city and their readings"},
+    {"name": "city", "description": "figures for the whole city"},
+    {"name": "health", "description": "liveness and readiness probes"},
+]
+
+
+def _version() -> str:
+    try:
+        return version("smartcity")
+    except PackageNotFoundError:
+        return "0"
+
+
+def _influx_probe(settings: InfluxSettings) -> InfluxDBClient:
+    token = ""
+    if settings.password is not None:
+        token = f"{settings.username or 'smartcity'}:{settings.password.get_secret_value()}"
+    # One try, short timeout: a readiness probe must answer fast, not retry.
+    return InfluxDBClient(url=settings.url, token=token, org="-", timeout=2000, retries=False)
+
+
+async def _influx_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": f"InfluxDB is unavailable, try again later: {exc}"},
+                        status_code=503, headers={"Retry-After": "5"})
+
+
+async def _influx_rejected(request: Request, exc: Exception) -> JSONResponse:
+    if "database not found" in str(exc):
+        db = request.state.services.settings.influx.db
+        return JSONResponse({"detail": f"InfluxDB has no database {db!r} yet: {exc}"},
+                            status_code=503, headers={"Retry-After": "5"})
+    log.error("InfluxDB refused a query of ours: %s", exc)
+    return JSONResponse({"detail": f"InfluxDB refused the query: {exc}"}, status_code=502)
+
+
+def create_app(settings: ApiSettings, registry: Registry | None = None, *,
+               warning_levels: Mapping[str, float] | None = None) -> FastAPI:
+    """The api. ``registry`` defaults to the city file's devices; ``warning_levels`` (flood
+    device id -> warning depth in cm) then default to its flood sites' levels."""
+    if registry is None:
+        city_ = load_city(settings.city_file)
+        registry = city_.registry()
+        if warning_levels is None:
+            warning_levels = {site.device_id: site.warning_cm for site in city_.flood_sites}
+    levels = dict(warning_levels or {})
+    devices = registry
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        status = StatusTracker(settings.mqtt)
+        status.start()
+        influx = AsyncInfluxClient(settings.influx)
+        probe = _influx_probe(settings.influx)
+        try:
+            yield {"services": Services(settings, devices, levels, influx, probe, status)}
+        finally:
+            await anyio.to_thread.run_sync(status.stop)
+            await influx.aclose()
+            probe.close()  # type: ignore[no-untyped-call]  # unannotated upstream
+
+    app = FastAPI(title="smartcity api", version=_version(), description=DESCRIPTION,
+                  openapi_tags=TAGS, lifespan=lifespan)
+    app.include_router(sensors.router)
+    app.include_router(city.router)
+    app.include_router(health.router)
+    app.add_exception_handler(InfluxUnavailable, _influx_unavailable)
+    app.add_exception_handler(InfluxRejected, _influx_rejected)
+    return app
+
+
+class _Server(uvicorn.Server):
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises the signal after a graceful shutdown, which would turn SIGTERM
+        # into exit code 143; a requested stop is a clean exit here.
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            host = self.config.host
+            shown = f"[{host}]" if ":" in host else host
+            log.info("api serving on http://%s:%d (OpenAPI docs at /docs)", shown,
+                     self.config.port)
+
+
+def main(settings: ApiSettings) -> int:
+    """Serve until SIGINT or SIGTERM; 0 after a requested stop, 1 if it could not start."""
+    logs.setup("api", settings.log_level)
+    app = create_app(settings)
+    server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                    log_config=None, lifespan="on"))
+    try:
+        server.run()
+    except SystemExit as e:  # uvicorn exits this way when it cannot bind
+        return e.code if isinstance(e.code, int) and e.code else 1
+    return 0 if server.started else 1

@@ -1,0 +1,295 @@
+"""InfluxQL builders and result shaping: pure functions, no I/O.
+
+Every value that reaches a query is validated here first (ids by the id rule, metrics from
+the domain's model, durations by a regex, times parsed to epoch ms) and then quoted, so a
+request can never change a query's meaning. Problems raise :class:`ContractError` naming
+the query parameter at fault; the routes turn that into a 422.
+
+InfluxDB 1.x returns the time of the interval's start, not of the point, when one SELECT
+holds several selectors (``last(a), last(b)``), so "latest" asks one statement per metric,
+aliased to the metric's name, all in one request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from smartcity.errors import ContractError, FieldProblem
+from smartcity.ids import check_id
+from smartcity.influx import Series, quote_ident, quote_literal
+from smartcity.models import TELEMETRY_MODELS, Source, format_ts, parse_ts
+from smartcity.topics import Domain
+
+LAST_SEEN_WINDOW = "30d"
+"""How far back "last seen" and "latest" look; older devices show as never seen."""
+
+MAX_BUCKETS = 10_000
+TARGET_BUCKETS = 300
+DEFAULT_HISTORY = "1h"
+
+_DURATION_RE = re.compile(r"([1-9][0-9]{0,9})(ms|s|m|h|d|w)")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
+            "w": 604_800_000}
+# Nanoseconds in an int64 last 292 years; InfluxDB rejects longer durations.
+MAX_DURATION_MS = 100 * 365 * 86_400_000
+_NICE_EVERY = ("1s", "5s", "10s", "15s", "30s", "1m", "2m", "5m", "10m", "15m", "30m",
+               "1h", "2h", "3h", "6h", "12h", "1d", "2d", "1w", "2w", "4w")
+# A '+' in a query string arrives as a space when the client did not percent-encode it.
+_SPACE_OFFSET_RE = re.compile(r"(T[0-9:.]+) ([0-9]{2}:?[0-9]{2})")
+_UNITS = (("_veh_h", "veh/h"), ("_mm_h", "mm/h"), ("_kmh", "km/h"), ("_ugm3", "µg/m³"),
+          ("_pct", "%"), ("_ppm", "ppm"), ("_cm", "cm"), ("_c", "°C"), ("_w", "W"))
+
+
+class Agg(StrEnum):
+    MEAN = "mean"
+    MIN = "min"
+    MAX = "max"
+
+
+def _problem(field: str, message: str, reason: str = "invalid query parameter") -> ContractError:
+    return ContractError(reason, [FieldProblem(field, message)])
+
+
+# --- metrics -----------------------------------------------------------------------------
+
+def metric_names(domain: Domain) -> tuple[str, ...]:
+    return TELEMETRY_MODELS[domain].metric_names()
+
+
+def check_metric(domain: Domain, metric: str, field: str = "metric") -> str:
+    names = metric_names(domain)
+    if metric not in names:
+        raise _problem(field, f"{metric[:40]!r} is not a metric of {domain.value} devices; "
+                              f"valid: {', '.join(names)}", "unknown metric")
+    return metric
+
+
+def unit_of(metric: str) -> str:
+    """The unit a metric's name ends with (``water_level_cm`` -> ``cm``)."""
+    for suffix, unit in _UNITS:
+        if metric.endswith(suffix):
+            return unit
+    return ""
+
+
+def describe_metric(domain: Domain, metric: str) -> str:
+    return TELEMETRY_MODELS[domain].model_fields[metric].description or ""
+
+
+# --- durations and times -----------------------------------------------------------------
+
+def parse_duration(text: str, field: str = "every") -> int:
+    """``30s``, ``5m``, ``1h``... to milliseconds."""
+    m = _DURATION_RE.fullmatch(text)
+    if m is None:
+        raise _problem(field, f"{text[:40]!r} is not a duration: use a whole number and one of "
+                              "the units ms, s, m, h, d, w (30s, 5m, 1h)", "bad duration")
+    ms = int(m[1]) * _UNIT_MS[m[2]]
+    if ms > MAX_DURATION_MS:
+        raise _problem(field, f"{text!r} is longer than 100 years", "bad duration")
+    return ms
+
+
+def parse_time(text: str, now_ms: int, field: str) -> int:
+    """``now``, ``-1h`` / ``now-1h`` (relative to now), RFC 3339 with an offset, or epoch ms."""
+    text = text.strip()
+    if text == "now":
+        return now_ms
+    relative = re.fullmatch(r"(?:now)?-(.+)", text)
+    if relative:
+        ms = now_ms - parse_duration(relative[1], field)
+    else:
+        try:
+            ms = parse_ts(int(text) if text.isdigit() else _SPACE_OFFSET_RE.sub(r"\1+\2", text))
+        except ValueError as e:
+            hint = ("use RFC 3339 with an offset (2025-06-01T08:00:00+07:00), epoch "
+                    "milliseconds, 'now', or a duration before now (-1h, now-30m)")
+            raise _problem(field, f"{text[:40]!r} is not a time ({e}); {hint}",
+                           "bad time") from None
+    if ms < 0:
+        raise _problem(field, f"{text!r} is before 1970", "bad time")
+    return ms
+
+
+def bucket_count(start_ms: int, end_ms: int, every_ms: int) -> int:
+    """Buckets of ``GROUP BY time(every)`` over [start, end): InfluxDB aligns them to the epoch."""
+    return (end_ms - 1) // every_ms - start_ms // every_ms + 1
+
+
+def default_every(start_ms: int, end_ms: int) -> str:
+    """The finest round interval giving at most about :data:`TARGET_BUCKETS` buckets."""
+    for every in _NICE_EVERY:
+        if bucket_count(start_ms, end_ms, parse_duration(every)) <= TARGET_BUCKETS:
+            return every
+    return _NICE_EVERY[-1]
+
+
+@dataclass(frozen=True)
+class HistoryPlan:
+    domain: Domain
+    device_id: str
+    metric: str
+    agg: Agg
+    start_ms: int
+    end_ms: int
+    every: str
+    every_ms: int
+
+
+def plan_history(domain: Domain, device_id: str, metric: str, agg: Agg, start: str | None,
+                 end: str | None, every: str | None, now_ms: int) -> HistoryPlan:
+    """Validate a history request; times are resolved against ``now_ms``."""
+    check_id(device_id)
+    check_metric(domain, metric)
+    end_ms = parse_time(end, now_ms, "end") if end else now_ms
+    start_ms = (parse_time(start, now_ms, "start") if start
+                else end_ms - parse_duration(DEFAULT_HISTORY))
+    if start_ms >= end_ms:
+        raise _problem("start", f"start ({format_ts(start_ms)}) must be before end "
+                                f"({format_ts(end_ms)})", "bad time range")
+    every = every or default_every(start_ms, end_ms)
+    every_ms = parse_duration(every, "every")
+    buckets = bucket_count(start_ms, end_ms, every_ms)
+    if buckets > MAX_BUCKETS:
+        span = end_ms - start_ms
+        least = _NICE_EVERY[-1]
+        for nice in _NICE_EVERY:
+            if bucket_count(start_ms, end_ms, parse_duration(nice)) <= MAX_BUCKETS:
+                least = nice
+                break
+        raise _problem("every", f"every={every} over {span // 1000} s makes {buckets} buckets, "
+                                f"more than {MAX_BUCKETS}; choose every={least} or more, or a "
+                                "shorter range", "too many buckets")
+    return HistoryPlan(domain, device_id, metric, agg, start_ms, end_ms, every, every_ms)
+
+
+# --- query builders ----------------------------------------------------------------------
+
+def _window(window: str) -> str:
+    parse_duration(window, "window")
+    return window
+
+
+def _where_device(device_id: str) -> str:
+    return f"{quote_ident('device_id')} = {quote_literal(check_id(device_id))}"
+
+
+def last_seen_query(domains: Iterable[Domain], window: str = LAST_SEEN_WINDOW) -> str:
+    """When each device of ``domains`` last reported, and with which source tag."""
+    return "; ".join(
+        f'SELECT last("seq") AS "seq" FROM {quote_ident(Domain(d).value)} '
+        f'WHERE time > now() - {_window(window)} GROUP BY "device_id", "source"'
+        for d in domains)
+
+
+def latest_query(domain: Domain, device_id: str, window: str = LAST_SEEN_WINDOW) -> str:
+    """The last value of every metric of one device, each with its own time."""
+    where = f"{_where_device(device_id)} AND time > now() - {_window(window)}"
+    measurement = quote_ident(domain.value)
+    statements = [f"SELECT last({quote_ident(m)}) AS {quote_ident(m)} FROM {measurement} "
+                  f"WHERE {where}" for m in metric_names(domain)]
+    statements.append(f'SELECT last("seq") AS "seq" FROM {measurement} WHERE {where} '
+                      'GROUP BY "source"')
+    return "; ".join(statements)
+
+
+def history_query(plan: HistoryPlan) -> str:
+    metric = quote_ident(check_metric(plan.domain, plan.metric))
+    parse_duration(plan.every)
+    return (f"SELECT {Agg(plan.agg).value}({metric}) AS \"value\" "
+            f"FROM {quote_ident(plan.domain.value)} WHERE {_where_device(plan.device_id)} "
+            f"AND time >= {int(plan.start_ms)}ms AND time < {int(plan.end_ms)}ms "
+            f"GROUP BY time({plan.every}) fill(none)")
+
+
+def last_values_query(metrics: Mapping[Domain, Sequence[str]], window: str) -> str:
+    """The last value per device of each listed metric (and of ``seq``) within ``window``."""
+    statements = []
+    for domain, names in metrics.items():
+        for m in ("seq", *(check_metric(domain, n) for n in names)):
+            statements.append(
+                f"SELECT last({quote_ident(m)}) AS {quote_ident(m)} FROM "
+                f"{quote_ident(domain.value)} WHERE time > now() - {_window(window)} "
+                'GROUP BY "device_id"')
+    return "; ".join(statements)
+
+
+# --- result shaping ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Seen:
+    time_ms: int
+    source: Source | None
+
+
+@dataclass(frozen=True)
+class Value:
+    value: float
+    time_ms: int
+
+
+def _source(tag: str | None) -> Source | None:
+    try:
+        return Source(tag) if tag else None
+    except ValueError:
+        return None
+
+
+def shape_last_seen(series: Iterable[Series]) -> dict[str, Seen]:
+    """device id -> its most recent point over every source tag."""
+    out: dict[str, Seen] = {}
+    for s in series:
+        device = s.tags.get("device_id")
+        for row in s.values:
+            if device is None or row[0] is None:
+                continue
+            seen = Seen(int(row[0]), _source(s.tags.get("source")))
+            if device not in out or seen.time_ms > out[device].time_ms:
+                out[device] = seen
+    return out
+
+
+def shape_latest(series: Iterable[Series]) -> tuple[Seen | None, dict[str, Value]]:
+    """The answer to :func:`latest_query`: (last seen, metric -> its last value)."""
+    seen: Seen | None = None
+    values: dict[str, Value] = {}
+    for s in series:
+        column = s.columns[1]
+        for row in s.values:
+            if row[0] is None or row[1] is None:
+                continue
+            if column == "seq":
+                candidate = Seen(int(row[0]), _source(s.tags.get("source")))
+                if seen is None or candidate.time_ms > seen.time_ms:
+                    seen = candidate
+            else:
+                values[column] = Value(float(row[1]), int(row[0]))
+    return seen, values
+
+
+def shape_history(series: Iterable[Series]) -> list[Value]:
+    points = [Value(float(row[1]), int(row[0]))
+              for s in series for row in s.values if row[1] is not None]
+    return sorted(points, key=lambda p: p.time_ms)
+
+
+LastValues = dict[Domain, dict[str, dict[str, float]]]
+"""domain -> device id -> metric (or ``seq``) -> last value."""
+
+
+def shape_last_values(series: Iterable[Series]) -> LastValues:
+    out: LastValues = {}
+    for s in series:
+        try:
+            domain = Domain(s.name)
+        except ValueError:
+            continue
+        device = s.tags.get("device_id")
+        column = s.columns[1]
+        for row in s.values:
+            if device is not None and row[1] is not None:
+                out.setdefault(domain, {}).setdefault(device, {})[column] = float(row[1])
+    return out

@@ -1,0 +1,181 @@
+"""Response models: what the displays read. Separate from the wire models in
+:mod:`smartcity.models`, which describe what devices send."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.queries import Agg
+from smartcity.models import Source
+from smartcity.topics import Domain
+
+Timestamp = Annotated[str, Field(description="RFC 3339, UTC, millisecond precision",
+                                 examples=["2026-06-01T08:30:00.000Z"],
+                                 json_schema_extra={"format": "date-time"})]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Problem(_Out):
+    """The body of a 404, 502 or 503 (a 422 lists its problems the way FastAPI does)."""
+
+    detail: str = Field(examples=["unknown device 'flood-q9'; GET /api/v1/sensors lists the "
+                                  "known devices"])
+
+
+# --- health ------------------------------------------------------------------------------
+
+class Health(_Out):
+    status: Literal["ok"] = "ok"
+
+
+class Check(_Out):
+    ok: bool
+    detail: str = Field(description="what was checked and what it answered")
+    version: str | None = Field(default=None, description="server version, when known")
+
+
+class Readiness(_Out):
+    status: Literal["ready", "unavailable"]
+    detail: str = Field(description="'ready', or what is down")
+    checks: dict[str, Check] = Field(description="one entry per dependency: mqtt, influxdb")
+
+
+# --- sensors -----------------------------------------------------------------------------
+
+class SensorStatus(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+    UNKNOWN = "unknown"
+
+
+class Location(_Out):
+    lat: float = Field(ge=-90, le=90, examples=[10.8030])
+    lon: float = Field(ge=-180, le=180, examples=[106.7335])
+
+
+class Sensor(_Out):
+    """A device of the city and what is known about it now."""
+
+    device_id: str = Field(examples=["flood-thao-dien"])
+    domain: Domain
+    name: str = Field(description="display name (Vietnamese)", examples=["Ngập Thảo Điền"])
+    name_en: str | None = Field(description="English display name, if any")
+    ward: str = Field(description="ward id")
+    site: str = Field(description="id of the place the device sits at")
+    location: Location
+    metrics: list[str] = Field(description="what the device's domain measures; valid values of "
+                                           "history's metric")
+    status: SensorStatus = Field(description="from the device's retained MQTT status; unknown "
+                                             "if it never published one")
+    status_since: Timestamp | None = Field(description="ts of that status message, if it had one")
+    last_seen: Timestamp | None = Field(description="time of its last stored reading within "
+                                                    "30 days; null if none")
+    source: Source | None = Field(description="source tag of that last reading")
+
+
+class MetricValue(_Out):
+    value: float
+    unit: str = Field(examples=["cm"])
+    time: Timestamp
+
+
+class Latest(_Out):
+    """The most recent value of each metric, each with its own time: devices may send
+    different metrics in different messages. A device with no readings in 30 days gets an
+    empty ``values`` (not a 404: the device exists, it is just quiet)."""
+
+    device_id: str
+    domain: Domain
+    last_seen: Timestamp | None
+    source: Source | None
+    values: dict[str, MetricValue] = Field(description="metric -> last value")
+
+
+class Point(_Out):
+    t: Timestamp = Field(description="start of the bucket")
+    value: float
+
+
+class History(_Out):
+    """A metric aggregated in time buckets over [start, end); empty buckets are left out."""
+
+    device_id: str
+    metric: str
+    unit: str
+    agg: Agg
+    every: str = Field(description="bucket width", examples=["15s"])
+    start: Timestamp
+    end: Timestamp = Field(description="exclusive")
+    points: list[Point]
+
+
+# --- city summary ------------------------------------------------------------------------
+
+class Extreme(_Out):
+    """The device holding a domain's extreme value, with what a display needs to name it."""
+
+    device_id: str
+    site: str
+    name: str
+    name_en: str | None
+    value: float
+
+
+class DomainCount(_Out):
+    devices_total: int = Field(description="devices of this domain in the registry")
+    devices_reporting: int = Field(description="devices with a reading within the window")
+
+
+class HomeSummary(DomainCount):
+    total_power_w: float | None = Field(description="sum of the homes' last power_w")
+    mean_temperature_c: float | None = Field(description="mean of the homes' last temperature_c")
+    max_pm25_ugm3: Extreme | None = Field(description="the home with the worst indoor PM2.5")
+
+
+class TrafficSummary(DomainCount):
+    mean_speed_kmh: float | None = Field(description="mean of the segments' last speed_kmh")
+    slowest: Extreme | None = Field(description="the segment with the lowest speed_kmh")
+    congested_below_kmh: float = Field(description="threshold for a congested segment")
+    congested: list[str] = Field(description="ids of segments slower than the threshold, "
+                                             "slowest first")
+    congested_count: int
+
+
+class FloodWarning(_Out):
+    device_id: str
+    site: str
+    name: str
+    name_en: str | None
+    water_level_cm: float
+    warning_cm: float = Field(description="the site's warning depth")
+
+
+class FloodSummary(DomainCount):
+    max_water_level_cm: Extreme | None = Field(description="the deepest flooded site")
+    at_warning: list[FloodWarning] = Field(description="sites at or above their warning depth, "
+                                                       "deepest first")
+    at_warning_count: int
+
+
+class WeatherSummary(DomainCount):
+    max_rain_mm_h: Extreme | None = Field(description="the gauge with the heaviest rain")
+    mean_temperature_c: float | None
+
+
+class CitySummary(_Out):
+    """One figure set per domain from each device's last values within ``window``.
+    A figure is null when no device of the domain reported it."""
+
+    generated_at: Timestamp
+    window: str = Field(description="how far back a device's last values count",
+                        examples=["15m"])
+    home: HomeSummary
+    traffic: TrafficSummary
+    flood: FloodSummary
+    weather: WeatherSummary

@@ -1,0 +1,133 @@
+"""The api's MQTT edge: devices' retained online/offline status, and whether the broker is up.
+
+A paho-mqtt client on its own network thread keeps a thread-safe map of device id to the last
+status it published. It connects asynchronously and reconnects on its own, so the api starts
+and serves (with ``/readyz`` saying so) while the broker is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from smartcity.codec import decode_status
+from smartcity.errors import ContractError
+from smartcity.logs import truncate
+from smartcity.models import DeviceStatus
+from smartcity.settings import MqttSettings
+from smartcity.topics import Kind, parse_device_topic, status_filter
+
+log = logging.getLogger(__name__)
+
+
+class StatusTracker:
+    """Subscribes to ``{root}/+/+/status`` and remembers each device's last status.
+
+    Guarantees: callbacks never raise (a bad message is logged at debug level and counted in
+    :attr:`rejected`); an empty retained message forgets the device; reads are safe from any
+    thread.
+    """
+
+    def __init__(self, settings: MqttSettings, client_id: str | None = None) -> None:
+        self.settings = settings
+        self._filter = str(status_filter(settings.root))
+        self._lock = threading.Lock()
+        self._states: dict[str, DeviceStatus] = {}
+        self._connected = threading.Event()
+        self.received = 0
+        self.rejected = 0
+        self.last_error: str | None = None
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+                                   client_id=client_id or f"smartcity-api-{uuid.uuid4().hex[:12]}")
+        if settings.username:
+            self._client.username_pw_set(settings.username, settings.password)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_connect_fail = self._on_connect_fail
+
+    @property
+    def broker(self) -> str:
+        """Where the broker is, without credentials (for logs and /readyz)."""
+        return f"{self.settings.host}:{self.settings.port}"
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def start(self) -> None:
+        self._client.connect_async(self.settings.host, self.settings.port,
+                                   keepalive=self.settings.keepalive_s)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+
+    def state(self, device_id: str) -> DeviceStatus | None:
+        with self._lock:
+            return self._states.get(device_id)
+
+    def states(self) -> dict[str, DeviceStatus]:
+        with self._lock:
+            return dict(self._states)
+
+    def handle(self, topic: str, payload: bytes) -> None:
+        """Apply one status message; raises :class:`ContractError` if it is not one."""
+        parsed = parse_device_topic(topic, self.settings.root)
+        if parsed.kind is not Kind.STATUS:
+            raise ContractError("not a status topic")
+        with self._lock:
+            if not payload:
+                self._states.pop(parsed.device_id, None)
+                return
+        status = decode_status(payload)
+        with self._lock:
+            self._states[parsed.device_id] = status
+
+    # --- paho callbacks, on the network thread -----------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
+        if reason_code.is_failure:
+            self.last_error = f"broker refused the connection: {reason_code}"
+            log.warning("MQTT broker %s refused the connection: %s", self.broker, reason_code)
+            return
+        client.subscribe(self._filter, qos=1)
+        self.last_error = None
+        self._connected.set()
+        log.info("connected to MQTT broker %s, following %s", self.broker, self._filter)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self.last_error = "cannot connect"
+        log.debug("cannot connect to MQTT broker %s; retrying", self.broker)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any,
+                       flags: mqtt.DisconnectFlags, reason_code: ReasonCode,
+                       properties: Properties | None) -> None:
+        if self._connected.is_set():
+            self.last_error = f"connection lost: {reason_code}"
+            log.warning("lost MQTT broker %s (%s); reconnecting", self.broker, reason_code)
+        self._connected.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # One bad status must not stop the others: log with its topic, count, go on.
+        self.received += 1
+        payload = bytes(msg.payload)
+        try:
+            self.handle(msg.topic, payload)
+        except ContractError as e:
+            self.rejected += 1
+            log.debug("ignored status on %s (%s): %s", msg.topic, e, truncate(payload))
+        except Exception:
+            self.rejected += 1
+            log.exception("status on %s failed: %s", msg.topic, truncate(payload))
