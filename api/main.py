@@ -62,10 +62,23 @@ async def _influx_unavailable(request: Request, exc: Exception) -> JSONResponse:
                         status_code=503, headers={"Retry-After": "5"})
 
 
+async def _missing_database(influx: AsyncInfluxClient) -> bool:
+    try:
+        await influx.query("SHOW RETENTION POLICIES")
+    except InfluxRejected as e:
+        return "database not found" in str(e)
+    except InfluxUnavailable:
+        pass
+    return False
+
+
 async def _influx_rejected(request: Request, exc: Exception) -> JSONResponse:
-    if "database not found" in str(exc):
-        db = request.state.services.settings.influx.db
-        return JSONResponse({"detail": f"InfluxDB has no database {db!r} yet: {exc}"},
+    influx: AsyncInfluxClient = request.state.services.influx
+    # InfluxDB 1.6 answers a multi-statement query on a missing database with only
+    # "not executed", so ask a single statement what is wrong.
+    if ("database not found" in str(exc) or "not executed" in str(exc)) and \
+            await _missing_database(influx):
+        return JSONResponse({"detail": f"InfluxDB has no database {influx.settings.db!r} yet"},
                             status_code=503, headers={"Retry-After": "5"})
     log.error("InfluxDB refused a query of ours: %s", exc)
     return JSONResponse({"detail": f"InfluxDB refused the query: {exc}"}, status_code=502)

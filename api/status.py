@@ -41,6 +41,7 @@ class StatusTracker:
         self._lock = threading.Lock()
         self._states: dict[str, DeviceStatus] = {}
         self._connected = threading.Event()
+        self._stopping = False
         self.received = 0
         self.rejected = 0
         self.last_error: str | None = None
@@ -69,6 +70,7 @@ class StatusTracker:
         self._client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
@@ -114,7 +116,7 @@ class StatusTracker:
     def _on_disconnect(self, client: mqtt.Client, userdata: Any,
                        flags: mqtt.DisconnectFlags, reason_code: ReasonCode,
                        properties: Properties | None) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._stopping:
             self.last_error = f"connection lost: {reason_code}"
             log.warning("lost MQTT broker %s (%s); reconnecting", self.broker, reason_code)
         self._connected.clear()

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -73,6 +74,7 @@ class IngestService:
         self.writer = BatchWriter(sink or self.influx, self._ack, self.spool,
                                   state / "dead-letter", self.stats, settings.batch_size,
                                   settings.batch_interval_s)
+        self.heartbeat_path = state / "heartbeat.json"
         self.subscribed = threading.Event()
         self._generation = 0
         self._accepting = True
@@ -204,6 +206,16 @@ class IngestService:
                      snap["rejected"], snap["spooled"], self.writer.qsize())
             last = now
             self._write_stats()
+            self._beat()
+
+    def _beat(self) -> None:
+        """A file the container healthcheck reads: fresh while the stats loop turns, and saying
+        whether the broker link is up."""
+        body = {"ts": format_ts(int(time.time() * 1000)),
+                "connected": self.client.is_connected(), **self.stats.snapshot()}
+        tmp = self.heartbeat_path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(body))
+        tmp.replace(self.heartbeat_path)
 
     def _write_stats(self) -> None:
         """One point for the operations board; skipped quietly while InfluxDB is down."""

@@ -45,6 +45,11 @@ def test_readings_of_every_domain_are_stored_with_their_tags(
             client.publish(topic, orjson.dumps({"ts": ts, "seq": 7, **metrics}), qos=1)
         wait_for(lambda: ingest.stats.stored == 4, what="4 stored readings")
         client.disconnect()
+        # The heartbeat the container healthcheck reads: fresh, connected, with the counters.
+        beat = wait_for(lambda: ingest.heartbeat_path.exists() and
+                        orjson.loads(ingest.heartbeat_path.read_bytes())["stored"] == 4 and
+                        orjson.loads(ingest.heartbeat_path.read_bytes()), what="a heartbeat")
+        assert beat["connected"] is True and beat["rejected"] == 0
 
     by_name = {m: influx.query(f'SELECT * FROM "{m}"')[0].rows()[0]
                for m in ("home", "traffic", "flood", "weather")}
