@@ -63,12 +63,14 @@ def now_ms() -> int:
 NowDep = Annotated[int, Depends(now_ms)]
 
 
-def invalid(error: ContractError, where: str = "query", value: Any = None) -> NoReturn:
-    """Raise a 422 shaped like FastAPI's own validation errors, one entry per problem."""
+def invalid(error: ContractError, where: str, inputs: Mapping[str, Any]) -> NoReturn:
+    """Raise a 422 shaped like FastAPI's own validation errors, one entry per problem;
+    ``inputs`` maps parameter names to what the client sent."""
     raise RequestValidationError([
-        {"type": "value_error", "loc": (where, p.field), "msg": p.message, "input": value}
+        {"type": "value_error", "loc": (where, p.field), "msg": p.message,
+         "input": inputs.get(p.field)}
         for p in error.problems] or [{"type": "value_error", "loc": (where,), "msg": str(error),
-                                      "input": value}])
+                                      "input": None}])
 
 
 def get_device(
@@ -79,7 +81,7 @@ def get_device(
     try:
         check_id(device_id)
     except ContractError as e:
-        invalid(e, "path", device_id)
+        invalid(e, "path", {"device_id": device_id})
     device = registry.get(device_id)
     if device is None:
         raise HTTPException(404, f"unknown device {device_id!r}; GET /api/v1/sensors lists the "

@@ -114,6 +114,16 @@ def parse_time(text: str, now_ms: int, field: str) -> int:
     return ms
 
 
+def format_span(ms: int) -> str:
+    """``90061000`` -> ``1d1h1m1s``; what a duration parameter would say, roughly."""
+    parts = []
+    for unit in ("d", "h", "m", "s"):
+        n, ms = divmod(ms, _UNIT_MS[unit])
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts) or f"{ms}ms"
+
+
 def bucket_count(start_ms: int, end_ms: int, every_ms: int) -> int:
     """Buckets of ``GROUP BY time(every)`` over [start, end): InfluxDB aligns them to the epoch."""
     return (end_ms - 1) // every_ms - start_ms // every_ms + 1
@@ -154,13 +164,13 @@ def plan_history(domain: Domain, device_id: str, metric: str, agg: Agg, start: s
     every_ms = parse_duration(every, "every")
     buckets = bucket_count(start_ms, end_ms, every_ms)
     if buckets > MAX_BUCKETS:
-        span = end_ms - start_ms
         least = _NICE_EVERY[-1]
         for nice in _NICE_EVERY:
             if bucket_count(start_ms, end_ms, parse_duration(nice)) <= MAX_BUCKETS:
                 least = nice
                 break
-        raise _problem("every", f"every={every} over {span // 1000} s makes {buckets} buckets, "
+        span = format_span(end_ms - start_ms)
+        raise _problem("every", f"every={every} over {span} makes {buckets} buckets, "
                                 f"more than {MAX_BUCKETS}; choose every={least} or more, or a "
                                 "shorter range", "too many buckets")
     return HistoryPlan(domain, device_id, metric, agg, start_ms, end_ms, every, every_ms)

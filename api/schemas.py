@@ -64,7 +64,8 @@ class Sensor(_Out):
 
     device_id: str = Field(examples=["flood-thao-dien"])
     domain: Domain
-    name: str = Field(description="display name (Vietnamese)", examples=["Ngập Thảo Điền"])
+    name: str = Field(description="display name (Vietnamese)",
+                      examples=["Điểm ngập Thảo Điền (Quốc Hương)"])
     name_en: str | None = Field(description="English display name, if any")
     ward: str = Field(description="ward id")
     site: str = Field(description="id of the place the device sits at")

@@ -104,7 +104,7 @@ class IngestService:
     def start(self) -> None:
         s = self.settings
         self.writer.start()
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = s.session_expiry_s
         props.ReceiveMaximum = s.receive_maximum
         self.client.connect_async(s.mqtt.host, s.mqtt.port, s.mqtt.keepalive_s,
@@ -153,7 +153,7 @@ class IngestService:
         self.stats.received += 1
         line = None
         try:
-            verdict = self.judge(msg.topic, msg.payload)
+            verdict = self.judge(msg.topic, bytes(msg.payload))
             if isinstance(verdict, Accepted):
                 self.stats.accepted += 1
                 self.stats.record_seq(verdict.device_id, verdict.seq)
@@ -164,7 +164,7 @@ class IngestService:
             self.stats.rejected += 1
             self.stats.rejected_by_reason["internal error"] += 1
             log.exception("could not process a message on %s: %s", msg.topic,
-                          logs.truncate(msg.payload))
+                          logs.truncate(bytes(msg.payload)))
         self.writer.submit(Item(line, msg.mid, msg.qos, self._generation))
 
     def _reject(self, r: Rejection) -> None:

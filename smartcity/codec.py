@@ -62,9 +62,8 @@ def decode(topic: str, payload: bytes, root: str = DEFAULT_ROOT) -> Reading:
         raise InvalidPayload("not a telemetry topic", [FieldProblem("topic", topic[:80])])
     model = TELEMETRY_MODELS[parsed.domain]
     if not payload.lstrip()[:1] == b"{":
-        raise InvalidPayload("payload must be a JSON object",
-                             [FieldProblem("payload", 'must be a JSON object such as '
-                                                         '{"ts": ..., "seq": ..., "<metric>": ...}')])
+        raise InvalidPayload("payload must be a JSON object", [FieldProblem(
+            "payload", 'must be a JSON object such as {"ts": ..., "seq": ..., "<metric>": ...}')])
     t = validate_payload(model, payload)
     return Reading(parsed.domain, parsed.device_id, t.ts, t.seq, t.source, t.metrics())
 

@@ -23,7 +23,7 @@ def is_valid_id(value: object) -> bool:
 
 
 def check_id(value: object, field: str = "device_id") -> str:
-    """Return ``value`` if it follows the id rule, else raise :class:`InvalidId` naming ``field``."""
+    """``value`` if it follows the id rule; else :class:`InvalidId` naming ``field``."""
     if is_valid_id(value):
         return value  # type: ignore[return-value]
     shown = repr(value)[:80]

@@ -16,7 +16,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Self
 
 import httpx
 
@@ -94,7 +94,7 @@ class ManagedServer:
     def ready(self) -> bool:
         return tcp_answers(self.port)
 
-    def start(self, timeout: float = 30.0) -> ManagedServer:
+    def start(self, timeout: float = 30.0) -> Self:
         if port_in_use(self.port):
             raise ServerError(f"cannot start {self.name}: port {self.port} on 127.0.0.1 is "
                               "already taken (another instance running? choose another port)")
@@ -145,7 +145,7 @@ class ManagedServer:
             self.proc.wait()
             self.proc = None
 
-    def __enter__(self) -> ManagedServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

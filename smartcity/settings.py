@@ -110,9 +110,12 @@ class IngestSettings(CommonSettings):
     batch_interval_s: float = Field(default=0.25, gt=0, alias="SMARTCITY_INGEST_BATCH_INTERVAL_S")
     max_payload_bytes: int = Field(default=16_384, ge=256,
                                    alias="SMARTCITY_INGEST_MAX_PAYLOAD_BYTES")
-    session_expiry_s: int = Field(default=86_400, ge=0, alias="SMARTCITY_INGEST_SESSION_EXPIRY_S")
-    spool_max_bytes: int = Field(default=512 * 2**20, ge=0, alias="SMARTCITY_INGEST_SPOOL_MAX_BYTES")
-    stats_interval_s: float = Field(default=10.0, gt=0, alias="SMARTCITY_INGEST_STATS_INTERVAL_S")
+    session_expiry_s: int = Field(default=86_400, ge=0,
+                                  alias="SMARTCITY_INGEST_SESSION_EXPIRY_S")
+    spool_max_bytes: int = Field(default=512 * 2**20, ge=0,
+                                 alias="SMARTCITY_INGEST_SPOOL_MAX_BYTES")
+    stats_interval_s: float = Field(default=10.0, gt=0,
+                                    alias="SMARTCITY_INGEST_STATS_INTERVAL_S")
 
     model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
                                       populate_by_name=True)

@@ -148,7 +148,8 @@ def errors_topic(device_id: str, root: str = DEFAULT_ROOT) -> Topic:
 
 
 def alert_topic(domain: Domain | str, alert_id: str, root: str = DEFAULT_ROOT) -> Topic:
-    return Topic(f"{root}/alerts/{check_domain(str(domain)).value}/{check_id(alert_id, 'alert_id')}")
+    domain_level = check_domain(str(domain)).value
+    return Topic(f"{root}/alerts/{domain_level}/{check_id(alert_id, 'alert_id')}")
 
 
 def control_topic(*levels: str, root: str = DEFAULT_ROOT) -> Topic:
@@ -181,8 +182,8 @@ def parse_device_topic(topic: str, root: str = DEFAULT_ROOT) -> DeviceTopic:
     level at fault."""
     prefix = root + "/"
     if not topic.startswith(prefix):
-        raise InvalidTopic("topic outside the city root",
-                           [FieldProblem("topic", f"{topic[:80]!r} does not start with {prefix!r}")])
+        raise InvalidTopic("topic outside the city root", [
+            FieldProblem("topic", f"{topic[:80]!r} does not start with {prefix!r}")])
     levels = topic[len(prefix):].split("/")
     if len(levels) != 3:
         raise InvalidTopic("wrong number of topic levels",

@@ -13,7 +13,7 @@ import orjson
 
 from ingest.service import IngestService
 from smartcity.city import load_city
-from smartcity.settings import IngestSettings, InfluxSettings, MqttSettings
+from smartcity.settings import InfluxSettings, IngestSettings, MqttSettings
 
 
 def now_ms() -> int:

@@ -108,6 +108,13 @@ def test_parse_time_refuses(text: str, fragment: str) -> None:
     assert info.value.problems[0].field == "start"
 
 
+@pytest.mark.parametrize(("ms", "text"), [
+    (0, "0ms"), (500, "500ms"), (90_061_000, "1d1h1m1s"), (30 * 24 * H, "30d"), (2 * H, "2h"),
+])
+def test_format_span(ms: int, text: str) -> None:
+    assert queries.format_span(ms) == text
+
+
 @pytest.mark.parametrize(("start", "end", "every", "count"), [
     (0, 60_000, 60_000, 1),
     (0, 60_001, 60_000, 2),
@@ -137,7 +144,8 @@ def test_plan_defaults_to_the_last_hour() -> None:
     ({"metric": "speed_kmh"}, "metric", "not a metric of flood devices"),
     ({"start": "now", "end": "-1h"}, "start", "must be before end"),
     ({"start": "-1h", "end": "-1h"}, "start", "must be before end"),
-    ({"start": "-2d", "every": "1s"}, "every", "172800 buckets, more than 10000; choose every=30s"),
+    ({"start": "-2d", "every": "1s"}, "every",
+     "every=1s over 2d makes 172800 buckets, more than 10000; choose every=30s"),
     ({"every": "fortnight"}, "every", "'fortnight' is not a duration"),
     ({"end": "tomorrow"}, "end", "'tomorrow' is not a time"),
 ])

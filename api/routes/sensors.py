@@ -92,7 +92,7 @@ async def history(
         plan = queries.plan_history(device.domain, device.device_id, metric, agg, start, end,
                                     every, now)
     except ContractError as e:
-        invalid(e)
+        invalid(e, "query", {"metric": metric, "start": start, "end": end, "every": every})
     points = queries.shape_history(await influx.query(queries.history_query(plan)))
     return History(
         device_id=device.device_id, metric=plan.metric, unit=queries.unit_of(plan.metric),
