@@ -28,6 +28,9 @@ LAST_SEEN_WINDOW = "30d"
 
 MAX_BUCKETS = 10_000
 TARGET_BUCKETS = 300
+DECIMALS = 3
+"""Computed figures (means, sums) are rounded to this many decimals: sensors report one or
+two, and a display should not show 38.459999999999994."""
 DEFAULT_HISTORY = "1h"
 
 _DURATION_RE = re.compile(r"([1-9][0-9]{0,9})(ms|s|m|h|d|w)")
@@ -281,7 +284,7 @@ def shape_latest(series: Iterable[Series]) -> tuple[Seen | None, dict[str, Value
 
 
 def shape_history(series: Iterable[Series]) -> list[Value]:
-    points = [Value(float(row[1]), int(row[0]))
+    points = [Value(round(float(row[1]), DECIMALS), int(row[0]))
               for s in series for row in s.values if row[1] is not None]
     return sorted(points, key=lambda p: p.time_ms)
 

@@ -100,7 +100,7 @@ class Latest(_Out):
 
 class Point(_Out):
     t: Timestamp = Field(description="start of the bucket")
-    value: float
+    value: float = Field(description="rounded to 3 decimals")
 
 
 class History(_Out):
@@ -171,7 +171,8 @@ class WeatherSummary(DomainCount):
 
 class CitySummary(_Out):
     """One figure set per domain from each device's last values within ``window``.
-    A figure is null when no device of the domain reported it."""
+    A figure is null when no device of the domain reported it; sums and means are rounded
+    to 3 decimals."""
 
     generated_at: Timestamp
     window: str = Field(description="how far back a device's last values count",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from statistics import fmean
 
-from api.queries import LastValues
+from api.queries import DECIMALS, LastValues
 from api.schemas import (
     CitySummary,
     Extreme,
@@ -50,7 +50,7 @@ class _Domain:
 
     def mean(self, name: str) -> float | None:
         values = list(self.metric(name).values())
-        return fmean(values) if values else None
+        return round(fmean(values), DECIMALS) if values else None
 
     def extreme(self, name: str, lowest: bool = False) -> Extreme | None:
         values = self.metric(name)
@@ -92,7 +92,7 @@ def summarize(last: LastValues, registry: Registry, warning_levels: Mapping[str,
         generated_at=format_ts(now_ms),
         window=window,
         home=HomeSummary(**home.counts(),
-                         total_power_w=sum(power.values()) if power else None,
+                         total_power_w=round(sum(power.values()), DECIMALS) if power else None,
                          mean_temperature_c=home.mean("temperature_c"),
                          max_pm25_ugm3=home.extreme("pm25_ugm3")),
         traffic=TrafficSummary(**traffic.counts(),
