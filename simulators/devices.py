@@ -113,10 +113,17 @@ class DeviceLink:
             self.publish(self.status_topic, status_payload(DeviceState.OFFLINE, self._clock()),
                          retain=True)
 
-    def close(self) -> None:
+    def disconnect(self) -> None:
+        """Leave cleanly (no will) and tell the network thread to stop; :meth:`close` waits."""
         self._closing = True
         self._client.disconnect()
+
+    def close(self) -> None:
+        self.disconnect()
         self._client.loop_stop()
+        # paho closes its wake-up socket pair only when the client is freed; breaking the
+        # cycle through our callbacks frees it now rather than in some later GC pass.
+        self._client.on_connect = self._client.on_disconnect = self._client.on_publish = None
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
                     reason: ReasonCode, properties: Any) -> None:

@@ -57,7 +57,7 @@ def run(settings: SimulatorSettings, *, stop: threading.Event | None = None,
     """:func:`main` without logging set-up and signal handlers: stops when ``stop`` is set.
 
     ``start_ms`` is the simulated time of the first tick (default: see the module doc)."""
-    stop = stop or threading.Event()
+    stop = threading.Event() if stop is None else stop
     deadline = None if duration_s is None else time.monotonic() + duration_s
     city = load_city(settings.city_file)
     seed = settings.seed if settings.seed is not None else secrets.randbelow(2**32)
@@ -150,6 +150,10 @@ def _shut_down(links: list[DeviceLink]) -> None:
         time.sleep(0.02)
     if pending:
         log.warning("stopping with %d messages unacknowledged", pending)
+    # All at once: a thread waiting to reconnect notices within a second, so this is bounded
+    # by that second rather than by a second per device.
+    for link in links:
+        link.disconnect()
     for link in links:
         link.close()
     log.info("stopped")

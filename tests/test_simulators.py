@@ -4,13 +4,15 @@ stream reproducible."""
 
 from __future__ import annotations
 
+import itertools
 import signal
 import statistics
 import subprocess
 import sys
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -90,7 +92,7 @@ def test_every_device_publishes_qos1_telemetry_with_its_own_seq(mqtt_settings: M
     assert {m.qos for m in got} == {1}
     for readings_ in decoded(got, root).values():
         assert [r.seq for r in readings_] == list(range(len(readings_)))
-        gaps = [b.ts_ms - a.ts_ms for a, b in zip(readings_, readings_[1:], strict=False)]
+        gaps = [b.ts_ms - a.ts_ms for a, b in itertools.pairwise(readings_)]
         assert 190 <= statistics.median(gaps) <= 210
     assert set(statuses) == DEVICES
     for m in statuses.values():
@@ -145,14 +147,13 @@ def test_the_same_seed_publishes_the_same_readings(mqtt_settings: MqttSettings, 
             _, stderr = sim.communicate(timeout=30)
             assert sim.returncode == 0, stderr.decode()
 
-    once, twice = values_by_device_and_seq(first, roots[0]), values_by_device_and_seq(second,
-                                                                                      roots[1])
+    once = values_by_device_and_seq(((m.topic, m.payload) for m in first), roots[0])
+    twice = values_by_device_and_seq(((m.topic, m.payload) for m in second), roots[1])
     # The runs may differ by a tick at the end: each stops 2 s after its own start.
     both = once.keys() & twice.keys()
     seqs = 1 + max(seq for _, seq in both)
-    offline = readings(load_city(), 2024, SEEDED_START_MS, 0.25, seqs, root=roots[0])
-    expected = values_by_device_and_seq(
-        [Received(str(m.topic), m.payload, 1, False) for m in offline], roots[0])
+    generated = readings(load_city(), 2024, SEEDED_START_MS, 0.25, seqs, root=roots[0])
+    expected = values_by_device_and_seq(((str(m.topic), m.payload) for m in generated), roots[0])
     assert seqs >= 5 and both == {(d, seq) for d in DEVICES for seq in range(seqs)}
     assert {k: once[k] for k in both} == {k: twice[k] for k in both} == expected
 
@@ -170,6 +171,7 @@ def test_devices_reconnect_after_a_broker_restart_and_keep_counting(tmp_path: Pa
             last_seq = {d: r[-1].seq for d, r in decoded(before, root).items()}
             broker.stop()
             broker.start()
+            restarted_ms = time.time_ns() // 1_000_000
             with collecting(mqtt_settings, f"{root}/+/+/telemetry") as after:
                 wait_for(lambda: every_device_has(after, root, 2), what="readings after")
             statuses = retained_statuses(mqtt_settings)
@@ -179,24 +181,28 @@ def test_devices_reconnect_after_a_broker_restart_and_keep_counting(tmp_path: Pa
     assert exit_code == [0]
     for device, readings_ in decoded(after, root).items():
         assert readings_[0].seq > last_seq[device]
-    assert {decode_status(m.payload).state for m in statuses.values()} == {DeviceState.ONLINE}
+    for m in statuses.values():  # announced again, not just kept by the broker's persistence
+        status = decode_status(m.payload)
+        assert status.state is DeviceState.ONLINE and status.ts and status.ts >= restarted_ms
 
 
-def test_without_a_broker_the_simulator_publishes_nothing_and_fails(tmp_path: Path,
-                                                                    root: str) -> None:
+def test_without_a_broker_the_simulator_waits_then_gives_up_with_exit_code_1(root: str) -> None:
     nowhere = MqttSettings(url=f"mqtt://127.0.0.1:{free_port()}", root=root)
+    started = time.monotonic()
 
     assert run(SimulatorSettings(mqtt=nowhere, interval_s=0.2, seed=1), duration_s=1) == 1
+    assert time.monotonic() - started < 3
 
 
-def values_by_device_and_seq(got: list[Received], root: str) -> dict[tuple[str, int], bytes]:
+def values_by_device_and_seq(messages: Iterable[tuple[str, bytes]],
+                             root: str) -> dict[tuple[str, int], bytes]:
     """Each telemetry payload without its ts, by (device, seq)."""
     out = {}
-    for m in got:
-        if m.topic.endswith("/telemetry"):
-            body = orjson.loads(m.payload)
+    for topic, payload in messages:
+        if topic.endswith("/telemetry"):
+            body = orjson.loads(payload)
             del body["ts"]
-            out[decode(m.topic, m.payload, root).device_id, body["seq"]] = orjson.dumps(body)
+            out[decode(topic, payload, root).device_id, body["seq"]] = orjson.dumps(body)
     return out
 
 
