@@ -60,10 +60,15 @@ def collecting(settings: MqttSettings, *filters: str) -> Iterator[list[Received]
     subscribed = threading.Semaphore(0)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sub-{uuid.uuid4().hex[:10]}",
                          protocol=mqtt.MQTTv5)
-    client.on_message = lambda c, u, m: got.append(Received(m.topic, m.payload, m.qos,
+    client.on_message = lambda c, u, m: got.append(Received(m.topic, bytes(m.payload), m.qos,
                                                             bool(m.retain)))
     client.on_subscribe = lambda *a: subscribed.release()
-    client.on_connect = lambda c, *a: [c.subscribe(f, qos=1) for f in filters]
+
+    def on_connect(c: mqtt.Client, *_: object) -> None:
+        for f in filters:
+            c.subscribe(f, qos=1)
+
+    client.on_connect = on_connect
     client.connect(settings.host, settings.port)
     client.loop_start()
     for _ in filters:
