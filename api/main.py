@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.deps import Services
-from api.routes import city, health, sensors
+from api.routes import alerts, city, health, sensors
 from api.status import StatusTracker
 from smartcity import logs
 from smartcity.city import load_city
@@ -38,6 +38,7 @@ Times are RFC 3339 in UTC. Errors: 422 names the parameter at fault and the rule
 TAGS = [
     {"name": "sensors", "description": "devices of the city and their readings"},
     {"name": "city", "description": "figures for the whole city"},
+    {"name": "alerts", "description": "flood, rain, traffic-jam and home alerts"},
     {"name": "health", "description": "liveness and readiness probes"},
 ]
 
@@ -113,6 +114,7 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
                   openapi_tags=TAGS, lifespan=lifespan)
     app.include_router(sensors.router)
     app.include_router(city.router)
+    app.include_router(alerts.router)
     app.include_router(health.router)
     app.add_exception_handler(InfluxUnavailable, _influx_unavailable)
     app.add_exception_handler(InfluxRejected, _influx_rejected)

@@ -3,6 +3,7 @@
 Simulators, ingest, rules and the api import these names and never restate them.
 """
 
+from smartcity.alerts import Alert, AlertLevel, AlertState, alert_id, decode_alert, encode_alert
 from smartcity.codec import Reading, decode, decode_status, dump, encode_reading
 from smartcity.errors import ContractError, FieldProblem, InvalidId, InvalidPayload, InvalidTopic
 from smartcity.ids import ID_PATTERN, Id, check_id, is_valid_id
@@ -38,6 +39,9 @@ from smartcity.topics import (
 )
 
 __all__ = [
+    "Alert",
+    "AlertLevel",
+    "AlertState",
     "DEFAULT_ROOT",
     "ID_PATTERN",
     "TELEMETRY_MODELS",
@@ -62,12 +66,15 @@ __all__ = [
     "TopicFilter",
     "TrafficTelemetry",
     "WeatherTelemetry",
+    "alert_id",
     "alert_topic",
     "check_id",
     "control_topic",
     "decode",
+    "decode_alert",
     "decode_status",
     "dump",
+    "encode_alert",
     "encode_reading",
     "errors_topic",
     "format_ts",

@@ -32,6 +32,8 @@ environment (the same variables configure the local stack and docker-compose):
   SMARTCITY_SIM_SEED       seed for reproducible simulated readings
   SMARTCITY_INGEST_*       ingest tuning: BATCH_SIZE, BATCH_INTERVAL_S, MAX_PAYLOAD_BYTES,
                            SHARE_GROUP, CLIENT_ID, SESSION_EXPIRY_S, SPOOL_MAX_BYTES
+  SMARTCITY_RULES_FILE     warning thresholds (default: the built-in HCMC rules)
+  SMARTCITY_RULES_*        rules tuning: CLIENT_ID, SESSION_EXPIRY_S, SAVE_INTERVAL_S
   SMARTCITY_LOG_LEVEL      DEBUG, INFO (default), WARNING
 """
 
@@ -63,6 +65,13 @@ def _ingest(args: argparse.Namespace) -> int:
     return main(IngestSettings())
 
 
+def _rules(args: argparse.Namespace) -> int:
+    from rules.service import main
+    from rules.settings import RulesSettings
+
+    return main(RulesSettings(**({"rules_file": args.rules} if args.rules else {})))
+
+
 def _api(args: argparse.Namespace) -> int:
     from api.main import main
     from smartcity.settings import ApiSettings
@@ -88,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    up = add("up", _up, "run the whole city: Mosquitto, InfluxDB, ingest, api and simulators")
+    up = add("up", _up, "run the whole city: Mosquitto, InfluxDB, ingest, rules, api and simulators")
     up.add_argument("--mqtt-port", type=int, default=1883,
                     help="port of the Mosquitto that `up` starts (default: 1883)")
     up.add_argument("--influx-port", type=int, default=8086,
@@ -107,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--city", type=Path, default=None, help="city file (TOML)")
 
     add("ingest", _ingest, "store validated readings from the broker in InfluxDB")
+
+    rules = add("rules", _rules, "raise flood, rain, traffic-jam and home alerts from the "
+                                 "readings")
+    rules.add_argument("--rules", type=Path, default=None,
+                       help="rule file (TOML; default: the built-in HCMC rules)")
 
     api = add("api", _api, "serve the HTTP api (OpenAPI docs at /docs)")
     api.add_argument("--host", default=None, help="bind address (default: 127.0.0.1)")

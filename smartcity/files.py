@@ -68,19 +68,25 @@ def line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
-def load_toml_model(path: Path | str, model: type[M], what: str) -> M:
-    """Read ``path`` as TOML and validate it as ``model``; a :class:`ContractError` names the
-    file, and for each problem the line (where it can be found) and the field."""
+def load_toml_model(path: Path | str, model: type[M], what: str,
+                    error: type[ContractError] = ContractError) -> M:
+    """Read ``path`` as TOML and validate it as ``model``; ``error`` (a ContractError) names
+    the file, and for each problem the line (where it can be found) and the field."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ContractError(f"cannot read {what} {file}", [FieldProblem("file", str(e))]) from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"cannot read {what} {file}", [FieldProblem("file", str(e))]) from e
+    return parse_toml_model(text, model, what, file, error)
+
+
+def parse_toml_model(text: str, model: type[M], what: str, source: Path | str = "<string>",
+                     error: type[ContractError] = ContractError) -> M:
+    file = Path(source)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ContractError(f"{what} {file} is not valid TOML",
-                            [FieldProblem("file", str(e))]) from e
+        raise error(f"{what} {file} is not valid TOML", [FieldProblem("file", str(e))]) from e
     try:
         return model.model_validate(data)
     except ValidationError as e:
@@ -95,4 +101,4 @@ def load_toml_model(path: Path | str, model: type[M], what: str) -> M:
             line = line_of(text, loc)
             where = f"{file.name}:{line}: " if line else ""
             problems.append(FieldProblem(f"{where}{field_path(loc)}", msg))
-        raise ContractError(f"{what} {file} is invalid", problems) from None
+        raise error(f"{what} {file} is invalid", problems) from None

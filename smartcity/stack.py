@@ -2,7 +2,7 @@
 
 Starts Mosquitto and InfluxDB as managed children (unless SMARTCITY_MQTT_URL /
 SMARTCITY_INFLUX_URL point at running ones, as in docker-compose), creates the database, then
-ingest, api and simulators, each its own process configured by the same SMARTCITY_* variables
+ingest, rules, api and simulators, each its own process configured by the same SMARTCITY_* variables
 docker-compose sets. Ctrl-C or SIGTERM stops everything it started, newest first; a child that
 dies takes the stack down with a message naming it, rather than leaving a half-working city.
 """
@@ -129,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
         influx = InfluxSettings(url=env["SMARTCITY_INFLUX_URL"])
         ensure_database(influx, created_by_us=own_influx)
 
-        for name in ("ingest", "api") + (() if args.no_simulators else ("simulate",)):
+        for name in ("ingest", "rules", "api") + (() if args.no_simulators else ("simulate",)):
             services.append(start_service(name, env))
         host = api.host if api.host not in ("0.0.0.0", "::") else "127.0.0.1"
         api_url = f"http://{host}:{api_port}"
@@ -159,8 +159,8 @@ Ctrl-C stops everything.
         code = 1
     finally:
         log.info("stopping")
-        # Newest first: simulators say goodbye, the api closes, ingest stores what it holds,
-        # then the database and the broker go.
+        # Newest first: simulators say goodbye, the api closes, rules and ingest store what
+        # they hold, then the database and the broker go.
         for service in reversed(services):
             service.stop()
         for server in reversed(servers):

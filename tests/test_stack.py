@@ -97,7 +97,7 @@ def test_smartcity_up_runs_the_city_end_to_end_and_leaves_nothing_behind(
         out = stack.output()
         assert f"api        {stack.api}" in out
         assert f"mqtt://127.0.0.1:{stack.ports['mqtt']}" in out
-        assert len(stack.child_pids()) == 3  # ingest, api, simulate
+        assert len(stack.child_pids()) == 4  # ingest, rules, api, simulate
 
         with httpx.Client(base_url=stack.api, timeout=10) as api:
             wait_for(lambda: api.get("/readyz").status_code == 200, timeout=30,

@@ -1,0 +1,363 @@
+"""The MQTT edge of the rules service: readings in, alert events out, nothing lost.
+
+The session is persistent (fixed client id, clean start off, bounded session expiry), so
+readings published while the service is down wait in the broker and are judged on its
+return. Messages are acknowledged by hand, per batch, only after:
+
+1. the batch's alert points are in the on-disk spool (InfluxDB is written from there by a
+   thread, so a database outage never stalls the MQTT side),
+2. its alert events are published and acknowledged by the broker (QoS 1, retained),
+3. the engine state that includes the batch is saved to disk (atomic replace + fsync).
+
+A crash anywhere before 3 leaves the batch unacknowledged: the broker redelivers it and the
+engine, restored from the last save, judges it again to the same events with the same ids,
+which overwrite their own retained messages and InfluxDB points. After 3, a redelivered
+reading is older than its state machine's last one and is skipped.
+
+Clearing: the ``cleared`` event is published *not* retained (live subscribers see it), then
+an empty retained message removes the alert from the topic, so a screen connecting later
+never sees a cleared alert. Readings are not taken from a shared subscription: a device's
+whole stream must reach the one engine holding its state.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from ingest.lineprotocol import LineProtocolError
+from ingest.spool import Spool
+from ingest.writer import PointWriter
+from rules.config import RuleSet, load_rules
+from rules.engine import Engine
+from rules.lines import alert_line
+from rules.settings import RulesSettings
+from rules.store import AlertPoints, StateFile
+from rules.wording import ward_names
+from smartcity import logs
+from smartcity.alerts import Alert, AlertState, encode_alert
+from smartcity.city import City, load_city
+from smartcity.codec import Reading, decode
+from smartcity.errors import ContractError
+from smartcity.influx import InfluxClient
+from smartcity.models import format_ts
+from smartcity.registry import Registry
+from smartcity.topics import alert_topic, telemetry_filter
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 5.0  # how long stop() waits for the broker to take events still in flight
+
+
+@dataclass(slots=True)
+class Item:
+    reading: Reading | None  # None: not a valid reading (ingest reports it); just acknowledged
+    mid: int
+    qos: int
+    generation: int  # the MQTT connection it arrived on; acks never cross connections
+
+
+@dataclass
+class Stats:
+    received: int = 0
+    undecodable: int = 0
+    batches: int = 0
+    published: int = 0
+    save_errors: int = 0
+    points_dropped: int = 0
+
+
+class RulesService:
+    def __init__(self, settings: RulesSettings, registry: Registry | None = None,
+                 rules: RuleSet | None = None, city: City | None = None,
+                 sink: PointWriter | None = None) -> None:
+        self.settings = settings
+        city = city or load_city(settings.city_file)
+        ruleset = (rules or load_rules(settings.rules_file)).with_city(city)
+        self.registry = registry or city.registry()
+        self.engine = Engine(ruleset, self.registry, ward_names(city))
+        self.stats = Stats()
+        state_dir = settings.state_dir
+        self.state = StateFile(state_dir / "state.json")
+        self.heartbeat_path = state_dir / "heartbeat.json"
+        self.influx = InfluxClient(settings.influx)
+        self.points = AlertPoints(sink or self.influx,
+                                  Spool(state_dir / "spool", settings.spool_max_bytes),
+                                  state_dir / "dead-letter")
+        self.subscribed = threading.Event()
+        self._lock = threading.Lock()  # the engine: worker thread vs. readers of active()
+        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
+        self._unacked: list[Item] = []
+        self._generation = 0
+        self._accepting = True
+        self._stopping = threading.Event()
+        self._stopping_at = 0.0
+        self._puback = threading.Condition()
+        self._pubacked: set[int] = set()
+        self._orphans = self._restore()
+        self._worker = threading.Thread(target=self._run, name="rules-worker", daemon=True)
+        self.client = self._make_client()
+
+    def _restore(self) -> list[Alert]:
+        data = self.state.load()
+        if data is None:
+            return []
+        orphans = self.engine.restore(data)
+        log.info("restored %d active alerts from %s", len(self.engine.active()), self.state.path)
+        return orphans
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
+                             protocol=mqtt.MQTTv5, manual_ack=True)
+        if s.mqtt.username:
+            client.username_pw_set(s.mqtt.username, s.mqtt.password)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = lambda *a: self.subscribed.set()
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        client.reconnect_delay_set(min_delay=1, max_delay=15)
+        return client
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        s = self.settings
+        self.points.start()
+        self._worker.start()
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = s.session_expiry_s
+        props.ReceiveMaximum = s.receive_maximum
+        self.client.connect_async(s.mqtt.host, s.mqtt.port, s.mqtt.keepalive_s,
+                                  clean_start=False, properties=props)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        """Judge, publish, save and acknowledge what has arrived, then leave; the session stays
+        with the broker, which queues readings for us until we return."""
+        self._accepting = False
+        self._stopping_at = time.monotonic()
+        self._stopping.set()
+        self._queue.put(None)
+        self._worker.join(STOP_GRACE_S + 30)
+        self.client.disconnect()  # queued acks leave before the DISCONNECT
+        self.client.loop_stop()
+        self.points.stop()
+        self.influx.close()
+        log.info("stopped: %s; engine %s; %d active alerts", asdict(self.stats),
+                 asdict(self.engine.counters), len(self.active()))
+
+    def active(self) -> list[Alert]:
+        with self._lock:
+            return self.engine.active()
+
+    def alive(self) -> bool:
+        """False once the worker has died of a bug: the process should exit and be restarted,
+        so the broker redelivers what the worker had not acknowledged."""
+        return self._worker.is_alive() or self._stopping.is_set()
+
+    # -- MQTT callbacks (network thread) ---------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        # Message ids restart with a new connection: acks for the old one must not be sent.
+        self._generation += 1
+        topic = str(telemetry_filter(self.settings.mqtt.root))
+        client.subscribe(topic, qos=1)
+        log.info("connected to %s (session %s), subscribing to %s", self.settings.mqtt.url,
+                 "resumed" if flags.session_present else "new", topic)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        if self._accepting:
+            log.warning("lost the broker (%s); reconnecting", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if not self._accepting:
+            return  # not acknowledged: the broker redelivers it when we are back
+        self.stats.received += 1
+        reading = None
+        try:
+            reading = decode(msg.topic, bytes(msg.payload), self.settings.mqtt.root)
+        except ContractError:
+            self.stats.undecodable += 1  # ingest tells the device why; nothing to judge here
+        except Exception:  # one bad message must never stop the rules
+            self.stats.undecodable += 1
+            log.exception("could not decode a message on %s: %s", msg.topic,
+                          logs.truncate(bytes(msg.payload)))
+        self._queue.put(Item(reading, msg.mid, msg.qos, self._generation))
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
+                    properties: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("broker refused an alert publication (mid %d): %s", mid, reason)
+        with self._puback:
+            self._pubacked.add(mid)
+            self._puback.notify_all()
+
+    # -- worker thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        if self._orphans:
+            log.warning("clearing %d alerts whose rule or device is gone", len(self._orphans))
+            if self._publish(self._orphans):
+                self._save()
+        next_beat = 0.0
+        done = False
+        while not done:
+            batch, done = self._collect()
+            if batch:
+                self._process(batch)
+            if time.monotonic() >= next_beat:
+                self._beat()
+                next_beat = time.monotonic() + self.settings.heartbeat_interval_s
+
+    def _collect(self) -> tuple[list[Item], bool]:
+        batch: list[Item] = []
+        try:
+            first = self._queue.get(timeout=0.5)
+        except queue.Empty:
+            return batch, False
+        if first is None:
+            return batch, True
+        batch.append(first)
+        deadline = time.monotonic() + self.settings.save_interval_s
+        while len(batch) < self.settings.batch_size:
+            wait = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _process(self, batch: list[Item]) -> None:
+        self.stats.batches += 1
+        events: list[Alert] = []
+        with self._lock:
+            for item in batch:
+                if item.reading is None:
+                    continue
+                try:
+                    events.extend(self.engine.evaluate(item.reading))
+                except Exception:  # a bug for one reading must not stop the others
+                    log.exception("could not judge %s", item.reading)
+        if events:
+            self._store_points(events)
+            if not self._publish(events):
+                return  # stopping without the broker: unsaved, unacknowledged, redelivered
+        self._unacked.extend(batch)
+        if self._save():
+            self._ack(self._unacked)
+            self._unacked = []
+
+    def _store_points(self, events: Sequence[Alert]) -> None:
+        lines = []
+        for event in events:
+            try:
+                lines.append(alert_line(event))
+            except LineProtocolError as e:
+                log.error("alert %s cannot be stored in InfluxDB: %s", event.alert_id, e)
+        if lines and not self.points.put(lines):
+            self.stats.points_dropped += len(lines)
+            log.error("alert spool full (%d bytes): %d alert points not stored in InfluxDB "
+                      "(the alerts are still published)", self.points.spool.size_bytes,
+                      len(lines))
+
+    def _publish(self, events: Sequence[Alert]) -> bool:
+        """Publish and wait until the broker has every message; False if we are stopping and
+        the broker did not take them in time."""
+        root = self.settings.mqtt.root
+        mids: set[int] = set()
+        for event in events:
+            topic = str(alert_topic(event.domain, event.alert_id, root))
+            log.info("%s %s %s: %s", event.state.value, event.level.value, event.alert_id,
+                     event.title_en)
+            cleared = event.state is AlertState.CLEARED
+            mids.add(self.client.publish(topic, encode_alert(event), qos=1,
+                                         retain=not cleared).mid)
+            if cleared:
+                mids.add(self.client.publish(topic, b"", qos=1, retain=True).mid)
+        with self._puback:
+            while not mids <= self._pubacked:
+                if self._stopping.is_set() and \
+                        time.monotonic() - self._stopping_at > STOP_GRACE_S:
+                    log.error("the broker did not take %d alert messages before stopping; "
+                              "their readings will be judged again", len(mids - self._pubacked))
+                    return False
+                self._puback.wait(0.2)
+            self._pubacked -= mids
+        self.stats.published += len(events)
+        return True
+
+    def _save(self) -> bool:
+        try:
+            with self._lock:
+                data = self.engine.dump()
+            self.state.save(data)
+        except (OSError, ValueError) as e:
+            self.stats.save_errors += 1
+            log.error("cannot save the rules state to %s (%s); holding acknowledgements",
+                      self.state.path, e)
+            return False
+        return True
+
+    def _ack(self, items: list[Item]) -> None:
+        generation = self._generation
+        for item in items:
+            if item.qos and item.generation == generation:
+                self.client.ack(item.mid, item.qos)
+
+    def _beat(self) -> None:
+        """A file the container healthcheck reads: fresh while the worker turns, and saying
+        whether the broker link is up."""
+        body = {"ts": format_ts(int(time.time() * 1000)), "connected": self.client.is_connected(),
+                "active": len(self.active()), "points_pending": self.points.pending(),
+                **asdict(self.stats), **asdict(self.engine.counters)}
+        try:
+            tmp = self.heartbeat_path.with_suffix(".tmp")
+            tmp.write_bytes(orjson.dumps(body))
+            tmp.replace(self.heartbeat_path)
+        except OSError as e:
+            log.warning("cannot write the heartbeat %s: %s", self.heartbeat_path, e)
+
+
+def main(settings: RulesSettings) -> int:
+    logs.setup("rules", settings.log_level)
+    service = RulesService(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("judging %d devices against rules %s from %s; state in %s", len(service.registry),
+             ", ".join(service.engine.rules), settings.rules_file or "the built-in HCMC rules",
+             settings.state_dir)
+    service.start()
+    code = 0
+    while not stop.wait(1.0):
+        if not service.alive():
+            log.error("the rules worker died (see above); exiting so that a restart picks up")
+            code = 1
+            break
+    log.info("stopping")
+    service.stop()
+    return code
+
