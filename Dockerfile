@@ -7,6 +7,7 @@ COPY ingest ./ingest
 COPY simulators ./simulators
 COPY api ./api
 COPY rules ./rules
+COPY recorder ./recorder
 COPY broker ./broker
 RUN pip install --no-cache-dir -e . && useradd --system --home /data smartcity \
     && mkdir -p /data && chown smartcity /data

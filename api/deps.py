@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, Path, Request
 from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.status import StatusTracker
@@ -90,3 +92,31 @@ def get_device(
 
 
 DeviceDep = Annotated[DeviceInfo, Depends(get_device)]
+
+
+# --- admin -------------------------------------------------------------------------------
+
+_bearer = HTTPBearer(auto_error=False, scheme_name="admin token",
+                     description="SMARTCITY_ADMIN_TOKEN, as `Authorization: Bearer <token>`")
+
+
+def require_admin(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """State-changing endpoints: 401 without the admin bearer token or with a wrong one; 503
+    when the api has none configured (the endpoints are off until an operator sets
+    SMARTCITY_ADMIN_TOKEN: a server-side condition, not the client's fault)."""
+    token = services.settings.admin_token
+    if token is None or not token.get_secret_value():
+        raise HTTPException(503, "admin endpoints are disabled: set SMARTCITY_ADMIN_TOKEN "
+                                 "for the api to enable them")
+    given = credentials.credentials if credentials else ""
+    # Constant-time, so response timing does not leak how much of a guess was right.
+    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise HTTPException(401, "missing or wrong admin token: send "
+                                 "'Authorization: Bearer <SMARTCITY_ADMIN_TOKEN>'",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+AdminDep = Annotated[None, Depends(require_admin)]

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.deps import Services
-from api.routes import alerts, city, health, sensors
+from api.routes import alerts, city, health, scenarios, sensors
 from api.status import StatusTracker
 from smartcity import logs
 from smartcity.city import load_city
@@ -40,6 +40,8 @@ TAGS = [
     {"name": "city", "description": "figures for the whole city"},
     {"name": "alerts", "description": "flood, rain, traffic-jam and home alerts"},
     {"name": "health", "description": "liveness and readiness probes"},
+    {"name": "scenarios", "description": "scenarios and the running simulation; commands "
+                                         "need the admin token"},
 ]
 
 
@@ -90,7 +92,7 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
     """The api. ``registry`` defaults to the city file's devices; ``warning_levels`` (flood
     device id -> warning depth in cm) then default to its flood sites' levels."""
     if registry is None:
-        city_ = load_city(settings.city_file)
+        city_ = load_city(settings.city_file, scale=settings.scale)
         registry = city_.registry()
         if warning_levels is None:
             warning_levels = {site.device_id: site.warning_cm for site in city_.flood_sites}
@@ -116,6 +118,7 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
     app.include_router(city.router)
     app.include_router(alerts.router)
     app.include_router(health.router)
+    app.include_router(scenarios.router)
     app.add_exception_handler(InfluxUnavailable, _influx_unavailable)
     app.add_exception_handler(InfluxRejected, _influx_rejected)
     return app

@@ -1,8 +1,10 @@
-"""The api's MQTT edge: devices' retained online/offline status, and whether the broker is up.
+"""The api's MQTT edge: devices' retained online/offline status, the simulator's retained
+state, whether the broker is up, and publishing the admin's control commands.
 
 A paho-mqtt client on its own network thread keeps a thread-safe map of device id to the last
-status it published. It connects asynchronously and reconnects on its own, so the api starts
-and serves (with ``/readyz`` saying so) while the broker is down.
+status it published, and the last ``{root}/control/state``. It connects asynchronously and
+reconnects on its own, so the api starts and serves (with ``/readyz`` saying so) while the
+broker is down.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from smartcity.codec import decode_status
+from smartcity.control import SimulatorState, decode_state, state_topic
 from smartcity.errors import ContractError
 from smartcity.logs import truncate
 from smartcity.models import DeviceStatus
@@ -27,8 +30,13 @@ from smartcity.topics import Kind, parse_device_topic, status_filter
 log = logging.getLogger(__name__)
 
 
+class NotPublished(Exception):
+    """The broker is unreachable or did not acknowledge a publish in time."""
+
+
 class StatusTracker:
-    """Subscribes to ``{root}/+/+/status`` and remembers each device's last status.
+    """Subscribes to ``{root}/+/+/status`` and ``{root}/control/state`` and remembers each
+    device's last status and the simulator's last state.
 
     Guarantees: callbacks never raise (a bad message is logged at debug level and counted in
     :attr:`rejected`); an empty retained message forgets the device; reads are safe from any
@@ -38,8 +46,10 @@ class StatusTracker:
     def __init__(self, settings: MqttSettings, client_id: str | None = None) -> None:
         self.settings = settings
         self._filter = str(status_filter(settings.root))
+        self._control_state_topic = str(state_topic(settings.root))
         self._lock = threading.Lock()
         self._states: dict[str, DeviceStatus] = {}
+        self._simulator: SimulatorState | None = None
         self._connected = threading.Event()
         self._stopping = False
         self.received = 0
@@ -83,8 +93,33 @@ class StatusTracker:
         with self._lock:
             return dict(self._states)
 
+    def simulator(self) -> SimulatorState | None:
+        """The simulator's last retained state; None if none was ever published."""
+        with self._lock:
+            return self._simulator
+
+    def publish(self, topic: str, payload: bytes, timeout_s: float = 5.0) -> None:
+        """Publish with QoS 1 and wait for the broker's acknowledgement (blocking: call it
+        from a worker thread); :class:`NotPublished` if it does not come."""
+        if not self.connected:
+            raise NotPublished(f"not connected to the MQTT broker {self.broker}")
+        info = self._client.publish(topic, payload, qos=1)
+        try:
+            info.wait_for_publish(timeout_s)
+        except (ValueError, RuntimeError) as e:  # paho: refused, or its queue is full
+            raise NotPublished(str(e)) from None
+        if not info.is_published():
+            raise NotPublished(f"the MQTT broker {self.broker} did not acknowledge in "
+                               f"{timeout_s:g}s")
+
     def handle(self, topic: str, payload: bytes) -> None:
-        """Apply one status message; raises :class:`ContractError` if it is not one."""
+        """Apply one status (or simulator state) message; raises :class:`ContractError` if it
+        is not one."""
+        if topic == self._control_state_topic:
+            state = decode_state(payload) if payload else None
+            with self._lock:
+                self._simulator = state
+            return
         parsed = parse_device_topic(topic, self.settings.root)
         if parsed.kind is not Kind.STATUS:
             raise ContractError("not a status topic")
@@ -104,7 +139,7 @@ class StatusTracker:
             self.last_error = f"broker refused the connection: {reason_code}"
             log.warning("MQTT broker %s refused the connection: %s", self.broker, reason_code)
             return
-        client.subscribe(self._filter, qos=1)
+        client.subscribe([(self._filter, 1), (self._control_state_topic, 1)])
         self.last_error = None
         self._connected.set()
         log.info("connected to MQTT broker %s, following %s", self.broker, self._filter)

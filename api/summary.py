@@ -28,7 +28,7 @@ DEFAULT_WARNING_CM = float(FloodSite.model_fields["warning_cm"].default)
 FIGURES: dict[Domain, tuple[str, ...]] = {
     Domain.HOME: ("power_w", "temperature_c", "pm25_ugm3"),
     Domain.TRAFFIC: ("speed_kmh",),
-    Domain.FLOOD: ("water_level_cm",),
+    Domain.FLOOD: ("water_level_cm", "river_level_cm"),
     Domain.WEATHER: ("rain_mm_h", "temperature_c"),
 }
 

@@ -234,7 +234,7 @@ class IngestService:
 
 def main(settings: IngestSettings) -> int:
     logs.setup("ingest", settings.log_level)
-    registry = load_city(settings.city_file).registry()
+    registry = load_city(settings.city_file, scale=settings.scale).registry()
     service = IngestService(settings, registry)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import queue
 import signal
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -85,7 +84,7 @@ class RulesService:
                  rules: RuleSet | None = None, city: City | None = None,
                  sink: PointWriter | None = None) -> None:
         self.settings = settings
-        city = city or load_city(settings.city_file)
+        city = city or load_city(settings.city_file, scale=settings.scale)
         ruleset = (rules or load_rules(settings.rules_file)).with_city(city)
         self.registry = registry or city.registry()
         self.engine = Engine(ruleset, self.registry, ward_names(city))

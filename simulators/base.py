@@ -1,5 +1,5 @@
-"""What every simulator plugin shares: the plugin interface, the city's conditions at a moment,
-seeded random streams and the daily-cycle helpers.
+"""What every simulator plugin shares: the plugin interface, seeded random streams and the
+daily-cycle helpers.
 
 Everything here is pure: time comes in as epoch milliseconds, randomness from a
 ``random.Random`` the caller seeds, so a simulation replays byte for byte.
@@ -14,11 +14,16 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Generic, Protocol, TypeVar
+from operator import itemgetter
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+import orjson
 
 from smartcity.city import City, Place
-from smartcity.models import Telemetry
 from smartcity.topics import Domain
+
+if TYPE_CHECKING:
+    from simulators.world import WorldState
 
 # Ho Chi Minh City keeps UTC+7 all year (no daylight saving), so a fixed offset is exact.
 HCMC_UTC_OFFSET_MS = 7 * 3600 * 1000
@@ -26,29 +31,19 @@ HCMC_TZ = timezone(timedelta(milliseconds=HCMC_UTC_OFFSET_MS))
 MS_PER_DAY = 86_400_000
 
 
-@dataclass(frozen=True, slots=True)
-class Conditions:
-    """The city-wide state every sensor of one step sees (the weather and the clock)."""
-
-    now_ms: int
-    dt_s: float  # simulated seconds since the previous step; 0 on the first
-    hour: float  # local time of day in HCMC, 0 <= hour < 24
-    month: int  # local month, 1-12
-    rain_mm_h: float
-    temperature_c: float
-    humidity_pct: float
-    wind_kmh: float
+Metrics = dict[str, float]
 
 
 class Sensor(Protocol):
-    """One simulated device.
+    """One simulated device: a measurement of the world, with the device's own noise.
 
-    ``read`` is called once per step, with steps in time order, and advances the sensor's own
-    state by ``now.dt_s``. It must depend only on that state, the sensor's own random stream
-    and its arguments, and must return a model inside the contract's validated ranges.
+    ``read`` is called once per step, with steps in time order. It must depend only on the
+    sensor's own state, its own random stream and the world, and must return metrics of its
+    domain's payload model (named with their units), each rounded and within the contract's
+    ranges: they are sent without further validation (tests decode every message).
     """
 
-    def read(self, now: Conditions, ts_ms: int, seq: int) -> Telemetry: ...
+    def read(self, world: WorldState) -> Metrics: ...
 
 
 P = TypeVar("P", bound=Place)
@@ -56,11 +51,17 @@ P = TypeVar("P", bound=Place)
 
 @dataclass(frozen=True)
 class Plugin(Generic[P]):
-    """A domain's simulator: which places of the city it covers, and a sensor for each."""
+    """A kind of device: its domain, which places of the city host one, and its sensor."""
 
     domain: Domain
     places: Callable[[City], Sequence[P]]
     sensor: Callable[[P, random.Random], Sensor]
+
+
+def encode(ts: str, seq: int, metrics: Metrics) -> bytes:
+    """A simulated reading's payload: ``ts`` already formatted (it is shared by every device
+    of a step), then ``seq``, ``source`` and the metrics."""
+    return orjson.dumps({"ts": ts, "seq": seq, "source": "simulated", **metrics})
 
 
 def rng_for(seed: int, name: str) -> random.Random:
@@ -83,14 +84,16 @@ def local_month(ms: int) -> int:
 
 def daily(table: Sequence[tuple[float, float]], hour: float) -> float:
     """Interpolate a daily profile given as (hour, value) points from 0 to 24."""
-    hours = [h for h, _ in table]
-    i = bisect.bisect_right(hours, hour)
+    i = bisect.bisect_right(table, hour, key=_first)
     if i == 0:
         return table[0][1]
     if i >= len(table):
         return table[-1][1]
     (h0, v0), (h1, v1) = table[i - 1], table[i]
     return v0 + (v1 - v0) * (hour - h0) / (h1 - h0)
+
+
+_first = itemgetter(0)
 
 
 def bump(hour: float, center: float, width: float) -> float:

@@ -1,36 +1,69 @@
-"""Flooding: a water-depth sensor at each of the city's street-flooding hot spots.
+"""Street flooding: a bucket of water at each hot spot, and the depth sensor that reads it.
 
-Water on the street follows the rain: it fills faster than the drains take it away and
-lingers after the shower. Sites with a low warning depth are the low-lying ones, so they
-flood more readily. On a dry day the sensors read a few millimetres of noise around zero.
+Per site, in cm of depth per hour:
+
+- rain in: the ward's rain (mm/h / 10) times the site's ``catchment``, the runoff that
+  gathers at this low point;
+- river in: once the river is above the street (``ground_cm``), it comes over the banks and
+  up the drains, filling the street towards the river's level;
+- out: the drains, ``drain_cm_h`` while the river is low. They empty into the river, so they
+  slow as it rises towards the street and stop when it is above: rain at high tide floods
+  the city, the same rain at low tide does not.
+
+Water therefore rises with rain and tide, and falls back once both have passed.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from simulators.base import Conditions, Plugin, clamp
+from simulators.base import Metrics, Plugin, Wander, clamp
 from smartcity.city import FloodSite
-from smartcity.models import FloodTelemetry, Source
 from smartcity.topics import Domain
+
+if TYPE_CHECKING:
+    from simulators.weather import Weather
+    from simulators.world import WorldState
+
+RIVER_IN_PER_H = 2.0  # cm/h of inflow per cm the river stands above the water on the street
+DRAIN_HEAD_CM = 50  # the drains run at full capacity with the river this far below the street
+SEEP_CM_H = 0.5  # soaking away and evaporation, even with the drains shut
+FILM_CM = 2.0  # below this the drains cannot run at full rate: the last film of water lingers
+
+
+class FloodModel:
+    def __init__(self, sites: Sequence[FloodSite]) -> None:
+        self._sites = list(sites)
+        self.depth_cm = {s.id: 0.0 for s in self._sites}
+
+    def advance(self, dt_s: float, river_cm: float, weather: Weather) -> None:
+        hours = dt_s / 3600
+        for s in self._sites:
+            depth = self.depth_cm[s.id]
+            rain_in = weather.rain_in(s.ward) / 10 * s.catchment
+            river_in = RIVER_IN_PER_H * max(0.0, river_cm - (s.ground_cm + depth))
+            open_share = clamp((s.ground_cm - river_cm) / DRAIN_HEAD_CM, 0, 1)
+            out = (s.drain_cm_h * open_share + SEEP_CM_H) * (1 - math.exp(-depth / FILM_CM))
+            self.depth_cm[s.id] = max(0.0, depth + (rain_in + river_in - out) * hours)
 
 
 class FloodSensor:
+    """An ultrasonic depth sensor over the street: a few millimetres of noise around the
+    water, never below the road."""
+
     def __init__(self, place: FloodSite, rng: random.Random) -> None:
-        # Depth (cm) the street settles at under a steady 1 mm/h of rain.
-        self._cm_per_mm_h = rng.uniform(0.5, 1.0) * 20 / place.warning_cm
-        self._drain_s = rng.uniform(45, 90) * 60
-        self._level_cm = 0.0
+        self._site = place.id
+        self._ripple = Wander(rng, sd=0.3, tau_s=60)
         self._noise = rng
 
-    def read(self, now: Conditions, ts_ms: int, seq: int) -> FloodTelemetry:
-        settles_at = self._cm_per_mm_h * now.rain_mm_h
-        # Exact for any step length, so 2 s and 10-minute steps tell the same story.
-        self._level_cm += (settles_at - self._level_cm) * (1 - math.exp(-now.dt_s / self._drain_s))
-        reading = self._level_cm + self._noise.gauss(0, 0.2)
-        return FloodTelemetry(ts=ts_ms, seq=seq, source=Source.SIMULATED,
-                              water_level_cm=round(clamp(reading, 0, 1000), 1))
+    def read(self, world: WorldState) -> Metrics:
+        depth = world.depth_cm[self._site]
+        ripple = self._ripple.step(world.dt_s) if depth > 0.5 else 0.0
+        reading = depth + ripple + self._noise.gauss(0, 0.2)
+        return {"water_level_cm": round(clamp(reading, 0, 1000), 1)}
 
 
 PLUGIN: Plugin[FloodSite] = Plugin(Domain.FLOOD, lambda city: city.flood_sites, FloodSensor)

@@ -39,12 +39,12 @@ from smartcity.topics import (
 )
 
 __all__ = [
-    "Alert",
-    "AlertLevel",
-    "AlertState",
     "DEFAULT_ROOT",
     "ID_PATTERN",
     "TELEMETRY_MODELS",
+    "Alert",
+    "AlertLevel",
+    "AlertState",
     "ContractError",
     "DeviceError",
     "DeviceState",

@@ -30,6 +30,9 @@ environment (the same variables configure the local stack and docker-compose):
   SMARTCITY_CITY_FILE      city description (default: the built-in Ho Chi Minh City)
   SMARTCITY_SIM_INTERVAL_S seconds between a simulated device's readings (default: 2)
   SMARTCITY_SIM_SEED       seed for reproducible simulated readings
+  SMARTCITY_SIM_SPEED, SMARTCITY_SIM_START, SMARTCITY_SIM_SCENARIO
+                           simulated time factor, start time and scenario
+  SMARTCITY_SCALE          copies of every device for load work (same for every service)
   SMARTCITY_INGEST_*       ingest tuning: BATCH_SIZE, BATCH_INTERVAL_S, MAX_PAYLOAD_BYTES,
                            SHARE_GROUP, CLIENT_ID, SESSION_EXPIRY_S, SPOOL_MAX_BYTES
   SMARTCITY_RULES_FILE     warning thresholds (default: the built-in HCMC rules)
@@ -45,17 +48,33 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from simulators.clock import parse_speed
     from simulators.runner import main
     from smartcity.settings import SimulatorSettings
 
     overrides: dict[str, Any] = {}
-    if args.interval is not None:
-        overrides["interval_s"] = args.interval
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    if args.city is not None:
-        overrides["city_file"] = args.city
-    return main(SimulatorSettings(**overrides), duration_s=args.duration)
+    for flag, field in (("interval", "interval_s"), ("seed", "seed"), ("city", "city_file"),
+                        ("scale", "scale")):
+        if getattr(args, flag) is not None:
+            overrides[field] = getattr(args, flag)
+    settings = SimulatorSettings(**overrides)
+    try:
+        speed = args.speed if args.speed is not None else parse_speed(settings.speed)
+    except ValueError as e:
+        raise ContractError(f"SMARTCITY_SIM_SPEED: {e}") from None
+    return main(settings, duration_s=args.duration,
+                start=args.start if args.start is not None else settings.start,
+                speed=speed, scenario=args.scenario or settings.scenario, scale=settings.scale)
+
+
+def _scenarios(args: argparse.Namespace) -> int:
+    from simulators.scenarios import list_builtin
+
+    rows = list_builtin()
+    width = max(len(name) for name, _ in rows)
+    for name, description in rows:
+        print(f"{name:<{width}}  {description}")
+    return 0
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -70,6 +89,18 @@ def _rules(args: argparse.Namespace) -> int:
     from rules.settings import RulesSettings
 
     return main(RulesSettings(**({"rules_file": args.rules} if args.rules else {})))
+
+
+def _record(args: argparse.Namespace) -> int:
+    from recorder.commands import record_main
+
+    return record_main(args)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from recorder.commands import replay_main
+
+    return replay_main(args)
 
 
 def _api(args: argparse.Namespace) -> int:
@@ -97,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    up = add("up", _up, "run the whole city: Mosquitto, InfluxDB, ingest, rules, api and simulators")
+    up = add("up", _up, "run the whole city: Mosquitto, InfluxDB, ingest, rules, api and "
+                        "simulators")
     up.add_argument("--mqtt-port", type=int, default=1883,
                     help="port of the Mosquitto that `up` starts (default: 1883)")
     up.add_argument("--influx-port", type=int, default=8086,
@@ -106,14 +138,36 @@ def build_parser() -> argparse.ArgumentParser:
                     help="api port (default: SMARTCITY_API_PORT or 8000)")
     up.add_argument("--no-simulators", action="store_true",
                     help="start everything but the simulated city (exhibitor devices only)")
+    up.add_argument("--scenario", default=None,
+                    help="run this scenario in the simulated city (SMARTCITY_SIM_SCENARIO)")
+    up.add_argument("--speed", default=None,
+                    help="simulated time factor, e.g. 60 or max (SMARTCITY_SIM_SPEED)")
+    up.add_argument("--scale", type=int, default=None,
+                    help="copies of every device, for load work (SMARTCITY_SCALE)")
+
+    from simulators.clock import duration_arg, speed_arg, start_arg
 
     sim = add("simulate", _simulate, "publish the simulated city's sensor readings")
     sim.add_argument("--interval", type=float, default=None,
-                     help="seconds between a device's readings (default: 2)")
+                     help="simulated seconds between a device's readings (default: 2)")
     sim.add_argument("--seed", type=int, default=None, help="make the readings reproducible")
-    sim.add_argument("--duration", type=float, default=None,
-                     help="stop after this many seconds (default: run until stopped)")
+    sim.add_argument("--start", type=start_arg, default=None,
+                     help="simulated start: RFC 3339, or Ho Chi Minh City local time such as "
+                          "2025-10-20T14:00 (default: now)")
+    sim.add_argument("--speed", type=speed_arg, default=None,
+                     help="time factor: 1 real time (default), 60 a minute per second, max")
+    sim.add_argument("--duration", type=duration_arg, default=None,
+                     help="simulated time to run, e.g. 3600, 90m, 1h30m (default: until "
+                          "stopped)")
+    sim.add_argument("--scenario", default=None,
+                     help="built-in scenario name (smartcity scenarios list) or a file")
+    sim.add_argument("--scale", type=int, default=None,
+                     help="copies of every device, for load work (give ingest, rules and api "
+                          "the same SMARTCITY_SCALE)")
     sim.add_argument("--city", type=Path, default=None, help="city file (TOML)")
+
+    scen = add("scenarios", _scenarios, "scenarios")
+    scen.add_argument("action", choices=["list"], help="list the built-in scenarios")
 
     add("ingest", _ingest, "store validated readings from the broker in InfluxDB")
 
@@ -121,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
                                  "readings")
     rules.add_argument("--rules", type=Path, default=None,
                        help="rule file (TOML; default: the built-in HCMC rules)")
+
+    from recorder.commands import add_record_arguments, add_replay_arguments
+
+    add_record_arguments(add("record", _record, "record what the broker carries into a file"))
+    add_replay_arguments(add("replay", _replay, "replay a recording: on schedule, faster, "
+                                                "looped, or into InfluxDB"))
 
     api = add("api", _api, "serve the HTTP api (OpenAPI docs at /docs)")
     api.add_argument("--host", default=None, help="bind address (default: 127.0.0.1)")

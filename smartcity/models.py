@@ -112,6 +112,9 @@ class TrafficTelemetry(Telemetry):
 class FloodTelemetry(Telemetry):
     domain: ClassVar[Domain] = Domain.FLOOD
     water_level_cm: float | None = _metric(-100, 1000, "water depth above the site's ground")
+    # A tide gauge's reading: not a depth on a street, so flood-depth rules and the city
+    # summary's street warnings never mistake a high river for a flooded street.
+    river_level_cm: float | None = _metric(-1000, 1000, "river level above the gauge's datum")
 
 
 class WeatherTelemetry(Telemetry):

@@ -98,6 +98,8 @@ class CommonSettings(BaseSettings):
     data_dir: Path = Field(default=Path("var"), description="local state (servers, spool)")
     city_file: Path | None = Field(default=None, description="city description; default: "
                                                               "the built-in Ho Chi Minh City")
+    scale: int = Field(default=1, ge=1, le=10_000, description="copies of every device, for "
+                                                              "load work; the same everywhere")
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
 
@@ -135,6 +137,12 @@ class IngestSettings(CommonSettings):
 class SimulatorSettings(CommonSettings):
     interval_s: float = Field(default=2.0, gt=0, alias="SMARTCITY_SIM_INTERVAL_S")
     seed: int | None = Field(default=None, alias="SMARTCITY_SIM_SEED")
+    speed: str = Field(default="1", alias="SMARTCITY_SIM_SPEED",
+                       description="time factor: 1 real time, 60 a minute per second, max")
+    start: str | None = Field(default=None, alias="SMARTCITY_SIM_START",
+                              description="simulated start time; default: now")
+    scenario: str | None = Field(default=None, alias="SMARTCITY_SIM_SCENARIO",
+                                 description="built-in scenario name or scenario file")
 
     model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
                                       populate_by_name=True)

@@ -114,6 +114,10 @@ def main(args: argparse.Namespace) -> int:
     services: list[Service] = []
     env = dict(os.environ, SMARTCITY_DATA_DIR=str(data_dir), SMARTCITY_API_PORT=str(api_port),
                PYTHONUNBUFFERED="1")
+    for flag, name in (("scenario", "SMARTCITY_SIM_SCENARIO"), ("speed", "SMARTCITY_SIM_SPEED"),
+                       ("scale", "SMARTCITY_SCALE")):
+        if getattr(args, flag, None) is not None:
+            env[name] = str(getattr(args, flag))
     code = 0
     try:
         if own_broker:

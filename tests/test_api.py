@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from fastapi.testclient import TestClient
 
 from api.main import create_app
@@ -172,7 +171,7 @@ def test_sensors_list_last_seen_and_status(client: TestClient, influx: InfluxCli
         "name_en": flood["name_en"], "ward": "an-khanh", "site": "flood-thao-dien",
         "location": {"lat": REGISTRY.get("flood-thao-dien").lat,  # type: ignore[union-attr]
                      "lon": REGISTRY.get("flood-thao-dien").lon},  # type: ignore[union-attr]
-        "metrics": ["battery_pct", "water_level_cm"],
+        "metrics": ["battery_pct", "water_level_cm", "river_level_cm"],
         "status": "online", "status_since": "2026-06-01T01:00:00.000Z",
         "last_seen": format_ts(now - MIN), "source": "live",
     }
@@ -199,7 +198,8 @@ def test_retained_status_published_before_start_is_seen(settings: ApiSettings,
 
 def test_sensors_domain_filter(client: TestClient) -> None:
     flood = client.get("/api/v1/sensors", params={"domain": "flood"}).json()
-    assert sorted(s["device_id"] for s in flood) == sorted(s.device_id for s in CITY.flood_sites)
+    assert sorted(s["device_id"] for s in flood) == sorted(
+        s.device_id for s in [*CITY.flood_sites, *CITY.tide_gauges])
     response = client.get("/api/v1/sensors", params={"domain": "lava"})
     assert response.status_code == 422
     assert "query.domain" in problem(response)
@@ -363,7 +363,7 @@ def test_city_summary(client: TestClient, influx: InfluxClient) -> None:
     assert traffic["congested"] == ["saigon-bridge", "ton-duc-thang"]
     assert (traffic["congested_count"], traffic["congested_below_kmh"]) == (2, 15)
     flood = s["flood"]
-    assert (flood["devices_total"], flood["devices_reporting"]) == (3, 2)
+    assert (flood["devices_total"], flood["devices_reporting"]) == (4, 2)  # 3 sites, 1 gauge
     assert (flood["max_water_level_cm"]["site"], flood["max_water_level_cm"]["value"]) == (
         "flood-nguyen-huu-canh", 19)
     assert [(w["site"], w["water_level_cm"], w["warning_cm"]) for w in flood["at_warning"]] == [
@@ -380,7 +380,8 @@ def test_city_summary_of_an_empty_city(settings: ApiSettings) -> None:
     # No registry given: the app loads the city file, warning levels included.
     with TestClient(create_app(settings)) as client:
         s = client.get("/api/v1/city/summary").json()
-    assert s["flood"] == {"devices_total": len(CITY.flood_sites), "devices_reporting": 0,
+    assert s["flood"] == {"devices_total": len(CITY.flood_sites) + len(CITY.tide_gauges),
+                          "devices_reporting": 0,
                           "max_water_level_cm": None, "at_warning": [], "at_warning_count": 0}
     assert s["home"]["total_power_w"] is None
 

@@ -41,6 +41,8 @@ def plan(**kw: object) -> HistoryPlan:
      """'flood-thao-dien' AND time > now() - 30d; """
      """SELECT last("water_level_cm") AS "water_level_cm" FROM "flood" WHERE "device_id" = """
      """'flood-thao-dien' AND time > now() - 30d; """
+     """SELECT last("river_level_cm") AS "river_level_cm" FROM "flood" WHERE "device_id" = """
+     """'flood-thao-dien' AND time > now() - 30d; """
      """SELECT last("seq") AS "seq" FROM "flood" WHERE "device_id" = 'flood-thao-dien' """
      """AND time > now() - 30d GROUP BY "source\""""),
     (queries.history_query(plan(agg=Agg.MAX, start="2026-06-01T10:00:00Z", every="5m")),

@@ -255,4 +255,4 @@ def test_a_bad_city_file_names_the_field(tmp_path: object) -> None:
     bad.write_text('version = 1\nname = "X"\n[[wards]]\nid = "W 1"\nname = "W"\n')
     with pytest.raises(ContractError) as e:
         load_city(bad)
-    assert e.value.problems[0].field == "wards.0.id"
+    assert e.value.problems[0].field == "city.toml:4: wards[0].id"

@@ -4,7 +4,6 @@ alert events out. Minutes pass in the timestamps, not on the clock."""
 from __future__ import annotations
 
 import re
-
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from smartcity.city import load_city
 from smartcity.influx import InfluxClient
 from smartcity.servers import Influxd, Mosquitto, free_port, port_in_use
 from smartcity.settings import InfluxSettings
@@ -121,7 +122,7 @@ def test_smartcity_up_runs_the_city_end_to_end_and_leaves_nothing_behind(
                 assert all(isinstance(p["value"], float) for p in points)
 
             sensors = api.get("/api/v1/sensors").json()
-            assert len(sensors) == 15
+            assert len(sensors) == len(load_city().registry())
             wait_for(lambda: all(s["status"] == "online" and s["last_seen"]
                                  for s in api.get("/api/v1/sensors").json()),
                      what="every device online and seen")
