@@ -53,6 +53,12 @@ def connect(settings: MqttSettings, client_id: str | None = None) -> mqtt.Client
     return client
 
 
+def close(client: mqtt.Client) -> None:
+    """Disconnect and stop the network thread, so no socket outlives the test."""
+    client.disconnect()
+    client.loop_stop()
+
+
 @contextmanager
 def collecting(settings: MqttSettings, *filters: str) -> Iterator[list[Received]]:
     """Subscribe to ``filters`` (QoS 1) and collect every message into the yielded list."""

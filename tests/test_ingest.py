@@ -20,7 +20,7 @@ from tests.ingest_helpers import (
     running_ingest,
     start_ingest_process,
 )
-from tests.mqtt import collecting, connect, publish, wait_for
+from tests.mqtt import close, collecting, connect, publish, wait_for
 
 pytestmark = pytest.mark.servers
 
@@ -44,7 +44,7 @@ def test_readings_of_every_domain_are_stored_with_their_tags(
         for topic, metrics in messages.items():
             client.publish(topic, orjson.dumps({"ts": ts, "seq": 7, **metrics}), qos=1)
         wait_for(lambda: ingest.stats.stored == 4, what="4 stored readings")
-        client.disconnect()
+        close(client)
         # The heartbeat the container healthcheck reads: fresh, connected, with the counters.
         beat = wait_for(lambda: ingest.heartbeat_path.exists() and
                         orjson.loads(ingest.heartbeat_path.read_bytes())["stored"] == 4 and
@@ -98,7 +98,7 @@ def test_bad_messages_are_rejected_explained_to_the_device_and_ingest_goes_on(
         client.publish(f"{root}/flood/flood-thao-dien/telemetry", flood(1, 12.5), qos=1)
         wait_for(lambda: ingest.stats.stored == 1, what="the good reading after the bad ones")
         wait_for(lambda: len(reports) == len(BAD_MESSAGES), what="one report per bad message")
-        client.disconnect()
+        close(client)
 
     assert ingest.stats.rejected == len(BAD_MESSAGES)
     assert count(influx) == 1
@@ -123,7 +123,7 @@ def test_a_device_flooding_bad_messages_gets_rate_limited_reports(
             client.publish(f"{root}/flood/flood-thao-dien/telemetry", b"{oops", qos=1)
         wait_for(lambda: ingest.stats.rejected == 200, what="200 rejections")
         wait_for(lambda: len(reports) >= 20, what="the first burst of reports")
-        client.disconnect()
+        close(client)
     # 20 at once, then 2 a second: a device stuck in a loop cannot flood its errors topic.
     assert 20 <= len(reports) <= 30
     assert ingest.stats.rejected_by_reason["payload is not valid JSON"] == 200
@@ -148,13 +148,13 @@ def test_a_device_id_carrying_line_protocol_cannot_inject_a_point_or_a_tag(
         # so a newline never even reaches ingest (ingest's own guard is tested in test_judge).
         hostile = connect(mqtt_settings)
         hostile.publish(f"{root}/flood/{device_level}/telemetry", flood(1, 999.0), qos=1)
-        hostile.disconnect()
+        close(hostile)
         client = connect(mqtt_settings)
         client.publish(f"{root}/flood/flood-thao-dien/telemetry", evil_payload, qos=1)
         client.publish(f"{root}/flood/flood-thao-dien/telemetry", flood(2, 12.5), qos=1)
         wait_for(lambda: ingest.stats.stored == 1 and ingest.stats.rejected >= 1,
                  what="the good reading stored and the hostile payload rejected")
-        client.disconnect()
+        close(client)
 
     measurements = {v[0] for s in influx.query("SHOW MEASUREMENTS") for v in s.values}
     assert measurements == {"flood", "ingest_stats"}  # ingest's own counters, and nothing else
@@ -181,7 +181,7 @@ def test_messages_whose_batch_was_not_written_are_redelivered_after_ingest_is_ki
             client.publish(f"{root}/flood/flood-thao-dien/telemetry", flood(seq, seq / 2,
                                                                             ts=now_ms() + seq),
                            qos=1).wait_for_publish(5)
-        client.disconnect()
+        close(client)
         wait_for(lambda: "received 40," in log.read_text(), what="ingest to receive all 40")
         assert count(influx) == 0
     finally:
@@ -220,7 +220,7 @@ def test_readings_survive_influxdb_going_down_through_the_spool(
             assert len(ingest.spool) >= 1
             server.start()
             wait_for(lambda: count(influx) == 30, timeout=30, what="the spool to drain")
-            client.disconnect()
+            close(client)
             assert len(ingest.spool) == 0
             assert ingest.stats.unspooled == 30
     finally:
