@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, Path, Request
@@ -13,6 +13,7 @@ from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
+from api.replaying import ReplaySlot
 from api.status import StatusTracker
 from smartcity.errors import ContractError
 from smartcity.ids import ID_PATTERN, check_id
@@ -31,6 +32,7 @@ class Services:
     influx: AsyncInfluxClient
     influx_probe: InfluxDBClient
     status: StatusTracker
+    replays: ReplaySlot = field(default_factory=ReplaySlot)
 
 
 def get_services(request: Request) -> Services:

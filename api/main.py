@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.deps import Services
-from api.routes import alerts, city, health, scenarios, sensors
+from api.routes import alerts, city, health, replays, scenarios, sensors
 from api.status import StatusTracker
 from smartcity import logs
 from smartcity.city import load_city
@@ -39,6 +39,7 @@ TAGS = [
     {"name": "sensors", "description": "devices of the city and their readings"},
     {"name": "city", "description": "figures for the whole city"},
     {"name": "alerts", "description": "flood, rain, traffic-jam and home alerts"},
+    {"name": "replays", "description": "replays of the built-in recordings"},
     {"name": "health", "description": "liveness and readiness probes"},
     {"name": "scenarios", "description": "scenarios and the running simulation; commands "
                                          "need the admin token"},
@@ -106,7 +107,9 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
         influx = AsyncInfluxClient(settings.influx)
         probe = _influx_probe(settings.influx)
         try:
-            yield {"services": Services(settings, devices, levels, influx, probe, status)}
+            services = Services(settings, devices, levels, influx, probe, status)
+            yield {"services": services}
+            await anyio.to_thread.run_sync(services.replays.stop)
         finally:
             await anyio.to_thread.run_sync(status.stop)
             await influx.aclose()
@@ -117,6 +120,7 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
     app.include_router(sensors.router)
     app.include_router(city.router)
     app.include_router(alerts.router)
+    app.include_router(replays.router)
     app.include_router(health.router)
     app.include_router(scenarios.router)
     app.add_exception_handler(InfluxUnavailable, _influx_unavailable)

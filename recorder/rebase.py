@@ -20,6 +20,8 @@ from typing import Any, TypeGuard
 
 import orjson
 
+from smartcity.models import parse_ts
+
 SENML_ABSOLUTE_S = 2**28
 # Below this a number is not epoch milliseconds (it would be before 1973): most likely epoch
 # seconds, which the contract refuses. Guessing its unit could turn a rejected reading into a
@@ -54,6 +56,32 @@ def rebase_payload(payload: bytes, delta_ms: int, *, mark_source: bool = False) 
     elif isinstance(doc, list) and delta_ms:
         changed = rebase_senml(doc, delta_ms)
     return orjson.dumps(doc) if changed else payload
+
+
+def payload_time_ms(payload: bytes) -> int | None:
+    """The time a payload says it is from: a top-level ``ts`` (epoch ms or RFC 3339), or a
+    SenML pack's first absolute ``bt``; None when it says nothing recognisable."""
+    if payload.lstrip()[:1] not in (b"{", b"["):
+        return None
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(doc, dict):
+        value = doc.get("ts")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return int(value) if abs(value) >= MIN_EPOCH_MS else None
+        if isinstance(value, str) and _RFC3339.fullmatch(value.strip()):
+            try:
+                return parse_ts(value.strip())
+            except ValueError:
+                return None
+        return None
+    if isinstance(doc, list) and doc and isinstance(doc[0], dict):
+        bt = doc[0].get("bt")
+        if _is_number(bt) and bt >= 2**28:
+            return round(bt * 1000)
+    return None
 
 
 def shift_ts(value: Any, delta_ms: int) -> Any:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from recorder.fileformat import RecordingReader
 from recorder.publisher import MqttPublisher, Publisher, PublishError
-from recorder.rebase import rebase_payload
+from recorder.rebase import payload_time_ms, rebase_payload
 from recorder.selection import Selection, select
 from smartcity.settings import MqttSettings
 
@@ -264,6 +264,21 @@ class Replayer:
                 t0_ns += round(advance_ns / self.options.speed)
             delta_ms += round(advance_ns / 1e6) if self.options.rebase_time else 0
 
+    def _first_stated_time(self, look: int = 1000) -> int | None:
+        """The time the first reading of the selection states (within ``look`` records), else
+        the first time any payload states: status messages carry the wall clock of their
+        connection, while a simulation's readings carry simulated time."""
+        fallback = None
+        with RecordingReader(self.path) as reader:
+            for i, r in enumerate(select(reader, self.options.selection, self._first_ns)):
+                if i >= look:
+                    break
+                stated = payload_time_ms(r.payload)
+                if stated is not None and r.topic.endswith("/telemetry"):
+                    return stated
+                fallback = fallback or stated
+        return fallback
+
     def _one_pass(self, pub: Publisher, t0_ns: int | None,
                   delta_ms: int | None) -> tuple[int, int, int] | None:
         """Publish the selection once; return its (t0, delta, advance to the next pass)."""
@@ -281,8 +296,11 @@ class Replayer:
                         t0_ns = time.monotonic_ns() + LEAD_NS
                         self.origin_ns = t0_ns
                     if delta_ms is None:
-                        # The first message's timestamps become the wall time it is due at.
-                        delta_ms = round((time.time_ns() + LEAD_NS - ref_ns) / 1e6) \
+                        # The first message's time becomes the wall time it is due at: the
+                        # time its payload states (a simulation's or a device's clock), else
+                        # when it arrived at the recorder.
+                        anchor_ms = self._first_stated_time() or round(ref_ns / 1e6)
+                        delta_ms = round((time.time_ns() + LEAD_NS) / 1e6) - anchor_ms \
                             if opts.rebase_time else 0
                 assert t0_ns is not None and delta_ms is not None
                 payload = rebase_payload(r.payload, delta_ms, mark_source=opts.mark_source

@@ -115,3 +115,20 @@ def test_nothing_to_do_is_free() -> None:
     marked = rebase_payload(payload, 0, mark_source=True)
     assert orjson.loads(marked) == {"ts": "2025-07-14T06:30:00Z", "source": "replayed"}
     assert rebase_payload(marked, 0, mark_source=True) is marked
+
+
+@pytest.mark.parametrize(("payload", "ms"), [
+    (b'{"ts": 1795316645123, "seq": 1}', 1795316645123),
+    (b'{"ts": "2026-11-22T03:04:05.123Z"}', 1795316645123),
+    (b'{"ts": "2026-11-22T10:04:05.123+07:00"}', 1795316645123),
+    (b'[{"bn": "x", "bt": 1795316645.123, "v": 1}]', 1795316645123),
+    (b'[{"bn": "x", "bt": 5, "v": 1}]', None),
+    (b'{"ts": 1795316645}', None),  # epoch seconds: not ours to guess
+    (b'{"state": "online"}', None),
+    (b"42", None),
+    (b"{broken", None),
+])
+def test_the_time_a_payload_states(payload: bytes, ms: int | None) -> None:
+    from recorder.rebase import payload_time_ms
+
+    assert payload_time_ms(payload) == ms

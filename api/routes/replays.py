@@ -1,0 +1,124 @@
+"""Replays of the built-in recordings, started from the exhibit floor like a scenario.
+
+A replay republishes a recording on the broker, shifted to now (``--rebase-time``) and onto
+this api's topic root, so the screens, ingest and rules see it as they saw the original;
+replayed readings carry ``source: replayed``. One replay runs at a time.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, HTTPException, Query
+from fastapi import Path as PathParam
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import AdminDep, ServicesDep
+from api.replaying import ReplaySlot
+from recorder.fileformat import RecordingError, RecordingReader
+from recorder.replay import Replayer, ReplayOptions, ReplayStatus
+from recorder.selection import Remap, Selection
+from smartcity.ids import ID_PATTERN, is_valid_id
+
+router = APIRouter(prefix="/api/v1/replays", tags=["replays"])
+
+RECORDED_ROOT = "city"  # the root the built-in recordings were made under
+
+
+def recordings_dir() -> Path:
+    return Path(str(resources.files("recorder") / "recordings"))
+
+
+def builtin_recordings() -> dict[str, Path]:
+    return {p.name.removesuffix(".screc"): p for p in sorted(recordings_dir().glob("*.screc"))}
+
+
+class Recording(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    messages: int
+    span_s: float = Field(description="recorded time from the first message to the last")
+
+
+class ReplayState(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    state: str = Field(description="starting, running, finished, stopped or failed")
+    speed: float | None = Field(description="time factor; null: as fast as the broker takes")
+    sent: int
+    passes_done: int
+    position_s: float
+    span_s: float
+    late_p99_ms: float
+    error: str | None = None
+
+    @classmethod
+    def of(cls, name: str, s: ReplayStatus) -> ReplayState:
+        return cls(name=name, state=s.state, speed=s.speed, sent=s.sent,
+                   passes_done=s.passes_done, position_s=round(s.position_s, 3),
+                   span_s=round(s.span_s, 3), late_p99_ms=round(s.late_p99_ms, 2),
+                   error=s.error)
+
+
+class Replays(BaseModel):
+    recordings: list[Recording]
+    replay: ReplayState | None = Field(description="the current or last replay")
+
+
+def _describe(name: str, path: Path) -> Recording:
+    with RecordingReader(path) as reader:
+        summary = reader.summary()
+    span = ((summary.last_ns or 0) - (summary.first_ns or 0)) / 1e9
+    return Recording(name=name, messages=summary.records, span_s=round(span, 3))
+
+
+def _current(slot: ReplaySlot) -> ReplayState | None:
+    if slot.replayer is None or slot.name is None:
+        return None
+    return ReplayState.of(slot.name, slot.replayer.status())
+
+
+@router.get("", summary="Built-in recordings and the replay that is running")
+async def list_replays(services: ServicesDep) -> Replays:
+    recordings = [_describe(n, p) for n, p in builtin_recordings().items()]
+    return Replays(recordings=recordings, replay=_current(services.replays))
+
+
+@router.post("/{name}/start", status_code=202, summary="Replay a built-in recording (admin)")
+async def start_replay(
+    name: Annotated[str, PathParam(description=f"recording name, {ID_PATTERN}")],
+    services: ServicesDep, _: AdminDep,
+    speed: Annotated[float, Query(gt=0, le=10_000, description="time factor")] = 1.0,
+    loop: Annotated[bool, Query(description="start again at the end, until stopped")] = False,
+) -> ReplayState:
+    known = builtin_recordings()
+    if not is_valid_id(name) or name not in known:
+        raise HTTPException(404, f"unknown recording {name!r}; known: "
+                                 f"{', '.join(known) or 'none'}")
+    slot = services.replays
+    root = services.settings.mqtt.root
+    remaps = (Remap(RECORDED_ROOT, root),) if root != RECORDED_ROOT else ()
+    with slot.lock:
+        if slot.running():
+            raise HTTPException(409, f"replay {slot.name!r} is running; "
+                                     "POST /api/v1/replays/stop first")
+        try:
+            replayer = Replayer(known[name], services.settings.mqtt, ReplayOptions(
+                speed=speed, loop=loop, rebase_time=True, selection=Selection(remaps=remaps)))
+        except RecordingError as e:
+            raise HTTPException(500, f"recording {name!r} is unreadable: {e}") from e
+        replayer.start()
+        slot.name, slot.replayer = name, replayer
+    return ReplayState.of(name, replayer.status())
+
+
+@router.post("/stop", summary="Stop the running replay (admin)")
+async def stop_replay(services: ServicesDep, _: AdminDep) -> ReplayState:
+    slot = services.replays
+    if not slot.running() or slot.replayer is None or slot.name is None:
+        raise HTTPException(409, "no replay is running")
+    await anyio.to_thread.run_sync(slot.stop)
+    return ReplayState.of(slot.name, slot.replayer.status())
