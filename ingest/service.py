@@ -17,9 +17,6 @@ from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from ingest.judge import Accepted, Judge, Rejection
 from ingest.spool import Spool
@@ -30,6 +27,7 @@ from smartcity.city import load_city
 from smartcity.codec import dump
 from smartcity.influx import InfluxClient, InfluxError
 from smartcity.models import DeviceError, ProblemOut, format_ts
+from smartcity.mqtt import connect_persistent, persistent_client
 from smartcity.registry import Registry
 from smartcity.settings import IngestSettings
 from smartcity.topics import errors_topic, telemetry_filter
@@ -86,15 +84,11 @@ class IngestService:
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
-                             protocol=mqtt.MQTTv5, manual_ack=True)
-        if s.mqtt.username:
-            client.username_pw_set(s.mqtt.username, s.mqtt.password)
+        client = persistent_client(s.mqtt, s.client_id)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = lambda *a: self.subscribed.set()
         client.on_message = self._on_message
-        client.reconnect_delay_set(min_delay=1, max_delay=15)
         # paho keeps its own bounded queue of outgoing QoS 1 messages (error reports here).
         client.max_queued_messages_set(10_000)
         return client
@@ -104,12 +98,7 @@ class IngestService:
     def start(self) -> None:
         s = self.settings
         self.writer.start()
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = s.session_expiry_s
-        props.ReceiveMaximum = s.receive_maximum
-        self.client.connect_async(s.mqtt.host, s.mqtt.port, s.mqtt.keepalive_s,
-                                  clean_start=False, properties=props)
-        self.client.loop_start()
+        connect_persistent(self.client, s.mqtt, s.session_expiry_s, s.receive_maximum)
         self._stats_thread.start()
         if len(self.spool):
             log.info("spool holds %d batches from an earlier run; draining", len(self.spool))

@@ -33,9 +33,6 @@ from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from ingest.lineprotocol import LineProtocolError
 from ingest.spool import Spool
@@ -53,6 +50,7 @@ from smartcity.codec import Reading, decode
 from smartcity.errors import ContractError
 from smartcity.influx import InfluxClient
 from smartcity.models import format_ts
+from smartcity.mqtt import connect_persistent, persistent_client
 from smartcity.registry import Registry
 from smartcity.topics import alert_topic, telemetry_filter
 
@@ -120,16 +118,12 @@ class RulesService:
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
-                             protocol=mqtt.MQTTv5, manual_ack=True)
-        if s.mqtt.username:
-            client.username_pw_set(s.mqtt.username, s.mqtt.password)
+        client = persistent_client(s.mqtt, s.client_id)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = lambda *a: self.subscribed.set()
         client.on_message = self._on_message
         client.on_publish = self._on_publish
-        client.reconnect_delay_set(min_delay=1, max_delay=15)
         return client
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -138,12 +132,7 @@ class RulesService:
         s = self.settings
         self.points.start()
         self._worker.start()
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = s.session_expiry_s
-        props.ReceiveMaximum = s.receive_maximum
-        self.client.connect_async(s.mqtt.host, s.mqtt.port, s.mqtt.keepalive_s,
-                                  clean_start=False, properties=props)
-        self.client.loop_start()
+        connect_persistent(self.client, s.mqtt, s.session_expiry_s, s.receive_maximum)
 
     def stop(self) -> None:
         """Judge, publish, save and acknowledge what has arrived, then leave; the session stays
