@@ -27,7 +27,7 @@ from smartcity.city import load_city
 from smartcity.codec import dump
 from smartcity.influx import InfluxClient, InfluxError
 from smartcity.models import DeviceError, ProblemOut, format_ts
-from smartcity.mqtt import connect_persistent, persistent_client
+from smartcity.mqtt import Subscription, connect_persistent, persistent_client
 from smartcity.registry import Registry
 from smartcity.settings import IngestSettings
 from smartcity.topics import errors_topic, telemetry_filter
@@ -73,21 +73,19 @@ class IngestService:
                                   state / "dead-letter", self.stats, settings.batch_size,
                                   settings.batch_interval_s)
         self.heartbeat_path = state / "heartbeat.json"
-        self.subscribed = threading.Event()
-        self._generation = 0
-        self._accepting = True
         self._reports = ReportLimiter()
         self._stop_stats = threading.Event()
         self._stats_thread = threading.Thread(target=self._report_stats, name="ingest-stats",
                                               daemon=True)
+        topic = telemetry_filter(settings.mqtt.root, settings.share_group)
+        self.session = Subscription(settings.mqtt, str(topic))
+        self.subscribed = self.session.subscribed
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
         client = persistent_client(s.mqtt, s.client_id)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = lambda *a: self.subscribed.set()
+        self.session.attach(client)
         client.on_message = self._on_message
         # paho keeps its own bounded queue of outgoing QoS 1 messages (error reports here).
         client.max_queued_messages_set(10_000)
@@ -106,7 +104,7 @@ class IngestService:
     def stop(self) -> None:
         """Store and acknowledge what has arrived, then leave; the session stays with the broker,
         which keeps queueing for us until we return (or the session expires)."""
-        self._accepting = False
+        self.session.accepting = False
         self.writer.stop()
         # paho sends queued packets in order, so the acks leave before the DISCONNECT.
         self.client.disconnect()
@@ -119,25 +117,8 @@ class IngestService:
 
     # -- MQTT callbacks (network thread) ---------------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
-                    reason: Any, properties: Any) -> None:
-        if reason.is_failure:
-            log.error("broker refused the connection: %s", reason)
-            return
-        # Message ids restart with a new connection: acks for the old one must not be sent.
-        self._generation += 1
-        topic = str(telemetry_filter(self.settings.mqtt.root, self.settings.share_group))
-        client.subscribe(topic, qos=1)
-        log.info("connected to %s (session %s), subscribing to %s", self.settings.mqtt.url,
-                 "resumed" if flags.session_present else "new", topic)
-
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                       properties: Any) -> None:
-        if self._accepting:
-            log.warning("lost the broker (%s); reconnecting", reason)
-
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if not self._accepting:
+        if not self.session.accepting:
             return  # not acknowledged: the broker redelivers it to the next ingest
         self.stats.received += 1
         line = None
@@ -154,7 +135,7 @@ class IngestService:
             self.stats.rejected_by_reason["internal error"] += 1
             log.exception("could not process a message on %s: %s", msg.topic,
                           logs.truncate(bytes(msg.payload)))
-        self.writer.submit(Item(line, msg.mid, msg.qos, self._generation))
+        self.writer.submit(Item(line, msg.mid, msg.qos, self.session.generation))
 
     def _reject(self, r: Rejection) -> None:
         self.stats.rejected += 1
@@ -178,10 +159,8 @@ class IngestService:
     # -- writer thread -----------------------------------------------------------------------
 
     def _ack(self, items: list[Item]) -> None:
-        generation = self._generation
         for item in items:
-            if item.qos and item.generation == generation:
-                self.client.ack(item.mid, item.qos)
+            self.session.ack(self.client, item.mid, item.qos, item.generation)
 
     # -- stats -----------------------------------------------------------------------------
 

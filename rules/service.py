@@ -50,7 +50,7 @@ from smartcity.codec import Reading, decode
 from smartcity.errors import ContractError
 from smartcity.influx import InfluxClient
 from smartcity.models import format_ts
-from smartcity.mqtt import connect_persistent, persistent_client
+from smartcity.mqtt import Subscription, connect_persistent, persistent_client
 from smartcity.registry import Registry
 from smartcity.topics import alert_topic, telemetry_filter
 
@@ -94,18 +94,17 @@ class RulesService:
         self.points = AlertPoints(sink or self.influx,
                                   Spool(state_dir / "spool", settings.spool_max_bytes),
                                   state_dir / "dead-letter")
-        self.subscribed = threading.Event()
         self._lock = threading.Lock()  # the engine: worker thread vs. readers of active()
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._unacked: list[Item] = []
-        self._generation = 0
-        self._accepting = True
         self._stopping = threading.Event()
         self._stopping_at = 0.0
         self._puback = threading.Condition()
         self._pubacked: set[int] = set()
         self._orphans = self._restore()
         self._worker = threading.Thread(target=self._run, name="rules-worker", daemon=True)
+        self.session = Subscription(settings.mqtt, str(telemetry_filter(settings.mqtt.root)))
+        self.subscribed = self.session.subscribed
         self.client = self._make_client()
 
     def _restore(self) -> list[Alert]:
@@ -119,9 +118,7 @@ class RulesService:
     def _make_client(self) -> mqtt.Client:
         s = self.settings
         client = persistent_client(s.mqtt, s.client_id)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = lambda *a: self.subscribed.set()
+        self.session.attach(client)
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         return client
@@ -137,7 +134,7 @@ class RulesService:
     def stop(self) -> None:
         """Judge, publish, save and acknowledge what has arrived, then leave; the session stays
         with the broker, which queues readings for us until we return."""
-        self._accepting = False
+        self.session.accepting = False
         self._stopping_at = time.monotonic()
         self._stopping.set()
         self._queue.put(None)
@@ -160,25 +157,8 @@ class RulesService:
 
     # -- MQTT callbacks (network thread) ---------------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
-                    reason: Any, properties: Any) -> None:
-        if reason.is_failure:
-            log.error("broker refused the connection: %s", reason)
-            return
-        # Message ids restart with a new connection: acks for the old one must not be sent.
-        self._generation += 1
-        topic = str(telemetry_filter(self.settings.mqtt.root))
-        client.subscribe(topic, qos=1)
-        log.info("connected to %s (session %s), subscribing to %s", self.settings.mqtt.url,
-                 "resumed" if flags.session_present else "new", topic)
-
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
-                       properties: Any) -> None:
-        if self._accepting:
-            log.warning("lost the broker (%s); reconnecting", reason)
-
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if not self._accepting:
+        if not self.session.accepting:
             return  # not acknowledged: the broker redelivers it when we are back
         self.stats.received += 1
         reading = None
@@ -190,7 +170,7 @@ class RulesService:
             self.stats.undecodable += 1
             log.exception("could not decode a message on %s: %s", msg.topic,
                           logs.truncate(bytes(msg.payload)))
-        self._queue.put(Item(reading, msg.mid, msg.qos, self._generation))
+        self._queue.put(Item(reading, msg.mid, msg.qos, self.session.generation))
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
@@ -310,10 +290,8 @@ class RulesService:
         return True
 
     def _ack(self, items: list[Item]) -> None:
-        generation = self._generation
         for item in items:
-            if item.qos and item.generation == generation:
-                self.client.ack(item.mid, item.qos)
+            self.session.ack(self.client, item.mid, item.qos, item.generation)
 
     def _beat(self) -> None:
         """A file the container healthcheck reads: fresh while the worker turns, and saying

@@ -8,12 +8,18 @@ it asked for. Both services get exactly the same session semantics from here.
 
 from __future__ import annotations
 
+import logging
+import threading
+from typing import Any
+
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from smartcity.settings import MqttSettings
+
+log = logging.getLogger(__name__)
 
 
 def persistent_client(settings: MqttSettings, client_id: str) -> mqtt.Client:
@@ -35,3 +41,42 @@ def connect_persistent(client: mqtt.Client, settings: MqttSettings, session_expi
     client.connect_async(settings.host, settings.port, settings.keepalive_s,
                          clean_start=False, properties=props)
     client.loop_start()
+
+
+class Subscription:
+    """Subscribes ``topic`` at QoS 1 on every (re)connect and numbers the connections.
+
+    Message ids restart with each connection, so an acknowledgement carries the generation
+    its message arrived on and is sent only while that connection lasts: the broker
+    redelivers the rest. ``accepting`` goes False when the service stops taking messages."""
+
+    def __init__(self, settings: MqttSettings, topic: str) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.generation = 0
+        self.accepting = True
+        self.subscribed = threading.Event()
+
+    def attach(self, client: mqtt.Client) -> None:
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = lambda *a: self.subscribed.set()
+
+    def ack(self, client: mqtt.Client, mid: int, qos: int, generation: int) -> None:
+        if qos and generation == self.generation:
+            client.ack(mid, qos)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        self.generation += 1
+        client.subscribe(self.topic, qos=1)
+        log.info("connected to %s (session %s), subscribing to %s", self.settings.url,
+                 "resumed" if flags.session_present else "new", self.topic)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        if self.accepting:
+            log.warning("lost the broker (%s); reconnecting", reason)
