@@ -13,6 +13,8 @@ from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
+from api.accounts import AnonymousBroker, DeviceAccounts
+from api.live import LiveHub
 from api.replaying import ReplaySlot
 from api.status import StatusTracker
 from smartcity.errors import ContractError
@@ -33,6 +35,9 @@ class Services:
     influx_probe: InfluxDBClient
     status: StatusTracker
     replays: ReplaySlot = field(default_factory=ReplaySlot)
+    accounts: DeviceAccounts = field(default_factory=AnonymousBroker)
+    wards: tuple[str, ...] = ()
+    live: LiveHub | None = None
 
 
 def get_services(request: Request) -> Services:

@@ -16,8 +16,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
+from api.accounts import device_accounts
 from api.deps import Services
-from api.routes import alerts, city, health, replays, scenarios, sensors
+from api.live import LiveHub, LiveSettings, shutdown_streams
+from api.routes import alerts, board, city, health, replays, scenarios, sensors
+from api.routes import devices as device_routes
+from api.routes import live as live_routes
 from api.status import StatusTracker
 from smartcity import logs
 from smartcity.city import load_city
@@ -40,7 +44,12 @@ TAGS = [
     {"name": "city", "description": "figures for the whole city"},
     {"name": "alerts", "description": "flood, rain, traffic-jam and home alerts"},
     {"name": "replays", "description": "replays of the built-in recordings"},
+    {"name": "live", "description": "the live stream of readings, statuses, alerts and the "
+                                    "simulation, over WebSocket or Server-Sent Events"},
     {"name": "health", "description": "liveness and readiness probes"},
+    {"name": "devices", "description": "exhibitors' devices: registration, credentials, and "
+                                       "what the exhibit saw of each (changes need the admin "
+                                       "token)"},
     {"name": "scenarios", "description": "scenarios and the running simulation; commands "
                                          "need the admin token"},
 ]
@@ -89,11 +98,15 @@ async def _influx_rejected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(settings: ApiSettings, registry: Registry | None = None, *,
-               warning_levels: Mapping[str, float] | None = None) -> FastAPI:
+               warning_levels: Mapping[str, float] | None = None,
+               live: LiveSettings | None = None) -> FastAPI:
     """The api. ``registry`` defaults to the city file's devices; ``warning_levels`` (flood
-    device id -> warning depth in cm) then default to its flood sites' levels."""
+    device id -> warning depth in cm) then default to its flood sites' levels; ``live``
+    (the live stream's settings) to the ``SMARTCITY_LIVE_*`` variables."""
+    live_settings = live or LiveSettings()
+    city_ = load_city(settings.city_file, scale=settings.scale)
+    wards = tuple(w.id for w in city_.wards)
     if registry is None:
-        city_ = load_city(settings.city_file, scale=settings.scale)
         registry = city_.registry()
         if warning_levels is None:
             warning_levels = {site.device_id: site.warning_cm for site in city_.flood_sites}
@@ -103,14 +116,20 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         status = StatusTracker(settings.mqtt)
+        hub = LiveHub(live_settings, devices, status)  # on status's connection: one, not two
         status.start()
+        await hub.start()
+        app.state.live = hub
         influx = AsyncInfluxClient(settings.influx)
         probe = _influx_probe(settings.influx)
         try:
-            services = Services(settings, devices, levels, influx, probe, status)
+            services = Services(settings, devices, levels, influx, probe, status,
+                                accounts=device_accounts(settings), wards=wards)
+            services.live = hub
             yield {"services": services}
             await anyio.to_thread.run_sync(services.replays.stop)
         finally:
+            await hub.aclose()
             await anyio.to_thread.run_sync(status.stop)
             await influx.aclose()
             probe.close()  # type: ignore[no-untyped-call]  # unannotated upstream
@@ -123,6 +142,10 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
     app.include_router(replays.router)
     app.include_router(health.router)
     app.include_router(scenarios.router)
+    app.include_router(live_routes.router)
+    app.include_router(board.router)
+    app.include_router(device_routes.router)
+    app.include_router(device_routes.contract)
     app.add_exception_handler(InfluxUnavailable, _influx_unavailable)
     app.add_exception_handler(InfluxRejected, _influx_rejected)
     return app
@@ -148,6 +171,10 @@ class _Server(uvicorn.Server):
             shown = f"[{host}]" if ":" in host else host
             log.info("api serving on http://%s:%d (OpenAPI docs at /docs)", shown,
                      self.config.port)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        shutdown_streams(self.config.app)
+        await super().shutdown(sockets)
 
 
 def main(settings: ApiSettings) -> int:

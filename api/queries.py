@@ -192,9 +192,12 @@ def _where_device(device_id: str) -> str:
 
 def last_seen_query(domains: Iterable[Domain], window: str = LAST_SEEN_WINDOW) -> str:
     """When each device of ``domains`` last reported, and with which source tag."""
+    # The newest point of each series, whatever fields it has: SenML and single-value
+    # readings carry no seq.
     return "; ".join(
-        f'SELECT last("seq") AS "seq" FROM {quote_ident(Domain(d).value)} '
-        f'WHERE time > now() - {_window(window)} GROUP BY "device_id", "source"'
+        f"SELECT * FROM {quote_ident(Domain(d).value)} "
+        f'WHERE time > now() - {_window(window)} GROUP BY "device_id", "source" '
+        "ORDER BY time DESC LIMIT 1"
         for d in domains)
 
 
@@ -204,8 +207,8 @@ def latest_query(domain: Domain, device_id: str, window: str = LAST_SEEN_WINDOW)
     measurement = quote_ident(domain.value)
     statements = [f"SELECT last({quote_ident(m)}) AS {quote_ident(m)} FROM {measurement} "
                   f"WHERE {where}" for m in metric_names(domain)]
-    statements.append(f'SELECT last("seq") AS "seq" FROM {measurement} WHERE {where} '
-                      'GROUP BY "source"')
+    statements.append(f'SELECT * FROM {measurement} WHERE {where} GROUP BY "source" '
+                      "ORDER BY time DESC LIMIT 1")
     return "; ".join(statements)
 
 
@@ -271,10 +274,11 @@ def shape_latest(series: Iterable[Series]) -> tuple[Seen | None, dict[str, Value
     values: dict[str, Value] = {}
     for s in series:
         column = s.columns[1]
+        newest = "source" in s.tags  # the statement that finds the newest point
         for row in s.values:
-            if row[0] is None or row[1] is None:
+            if row[0] is None or (row[1] is None and not newest):
                 continue
-            if column == "seq":
+            if newest:
                 candidate = Seen(int(row[0]), _source(s.tags.get("source")))
                 if seen is None or candidate.time_ms > seen.time_ms:
                     seen = candidate

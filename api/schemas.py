@@ -181,3 +181,69 @@ class CitySummary(_Out):
     traffic: TrafficSummary
     flood: FloodSummary
     weather: WeatherSummary
+
+
+# --- city map (the kiosk board) ----------------------------------------------------------
+
+class Bounds(_Out):
+    """The box the board draws: every place of the city, with a margin."""
+
+    south: float
+    west: float
+    north: float
+    east: float
+
+
+class MapWard(_Out):
+    id: str
+    name: str
+    name_en: str | None
+    centre: Location | None = Field(description="mean position of the ward's places; null "
+                                                "for a ward without any (the board then "
+                                                "draws no region for it)")
+    places: int = Field(description="how many places of the city file lie in the ward")
+
+
+class MapPlace(_Out):
+    id: str
+    device_id: str
+    domain: Domain
+    name: str = Field(description="display name (Vietnamese)")
+    name_en: str | None
+    ward: str
+    location: Location
+    copy_of: str | None = Field(description="in a scaled city (SMARTCITY_SCALE), the place of "
+                                            "the city file this one copies; null for it")
+    copy_index: int = Field(description="0 for a place of the city file, k for its k-th copy")
+
+
+class MapRoad(MapPlace):
+    connects: list[str] = Field(description="ids of the adjoining segments")
+    lanes: int
+    free_flow_kmh: float
+    length_m: float
+    lines: list[list[Location]] = Field(
+        description="what to draw, each line from the segment's detector halfway towards an "
+                    "adjoining segment; a segment with one neighbour also reaches as far the "
+                    "other way, one with none is drawn along its length")
+
+
+class MapFloodSite(MapPlace):
+    warning_cm: float = Field(description="depth at which the streets are unsafe")
+    roads: list[str] = Field(description="road segments it floods")
+
+
+class CityMap(_Out):
+    """What the kiosk board draws: wards, roads, flood sites, homes and gauges, in lat/lon."""
+
+    name: str
+    name_en: str | None
+    scale: int = Field(description="copies of every place (SMARTCITY_SCALE); copies share the "
+                                   "original's position")
+    bounds: Bounds
+    wards: list[MapWard]
+    roads: list[MapRoad]
+    flood_sites: list[MapFloodSite]
+    homes: list[MapPlace]
+    rain_gauges: list[MapPlace]
+    tide_gauges: list[MapPlace]

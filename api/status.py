@@ -1,5 +1,7 @@
 """The api's MQTT edge: devices' retained online/offline status, the simulator's retained
-state, whether the broker is up, and publishing the admin's control commands.
+state, whether the broker is up, publishing the admin's control commands, and the one
+subscription that feeds the live stream (:mod:`api.live`), which :meth:`StatusTracker.follow`
+attaches to this same connection.
 
 A paho-mqtt client on its own network thread keeps a thread-safe map of device id to the last
 status it published, and the last ``{root}/control/state``. It connects asynchronously and
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -25,9 +28,12 @@ from smartcity.errors import ContractError
 from smartcity.logs import truncate
 from smartcity.models import DeviceStatus
 from smartcity.settings import MqttSettings
-from smartcity.topics import Kind, parse_device_topic, status_filter
+from smartcity.topics import Kind, TopicFilter, parse_device_topic, status_filter
 
 log = logging.getLogger(__name__)
+
+Listener = Callable[[str, bytes, bool], None]
+"""Called on the network thread with (topic, payload, retained) for every message."""
 
 
 class NotPublished(Exception):
@@ -45,13 +51,16 @@ class StatusTracker:
 
     def __init__(self, settings: MqttSettings, client_id: str | None = None) -> None:
         self.settings = settings
-        self._filter = str(status_filter(settings.root))
+        self._status_filter = status_filter(settings.root)
+        self._filter = str(self._status_filter)
         self._control_state_topic = str(state_topic(settings.root))
         self._lock = threading.Lock()
         self._states: dict[str, DeviceStatus] = {}
         self._simulator: SimulatorState | None = None
         self._connected = threading.Event()
         self._stopping = False
+        self._extra: list[tuple[str, int]] = []
+        self._listener: Listener | None = None
         self.received = 0
         self.rejected = 0
         self.last_error: str | None = None
@@ -73,6 +82,13 @@ class StatusTracker:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    def follow(self, filters: Sequence[tuple[TopicFilter, int]], listener: Listener) -> None:
+        """Also subscribe to ``filters`` (with their QoS) and hand every message, the statuses
+        and simulator state included, to ``listener``; call before :meth:`start`. The
+        listener runs on the network thread: it must be quick and must not raise."""
+        self._extra = [(str(f), qos) for f, qos in filters]
+        self._listener = listener
 
     def start(self) -> None:
         self._client.connect_async(self.settings.host, self.settings.port,
@@ -98,12 +114,13 @@ class StatusTracker:
         with self._lock:
             return self._simulator
 
-    def publish(self, topic: str, payload: bytes, timeout_s: float = 5.0) -> None:
+    def publish(self, topic: str, payload: bytes, timeout_s: float = 5.0, *,
+                retain: bool = False) -> None:
         """Publish with QoS 1 and wait for the broker's acknowledgement (blocking: call it
         from a worker thread); :class:`NotPublished` if it does not come."""
         if not self.connected:
             raise NotPublished(f"not connected to the MQTT broker {self.broker}")
-        info = self._client.publish(topic, payload, qos=1)
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
         try:
             info.wait_for_publish(timeout_s)
         except (ValueError, RuntimeError) as e:  # paho: refused, or its queue is full
@@ -139,7 +156,7 @@ class StatusTracker:
             self.last_error = f"broker refused the connection: {reason_code}"
             log.warning("MQTT broker %s refused the connection: %s", self.broker, reason_code)
             return
-        client.subscribe([(self._filter, 1), (self._control_state_topic, 1)])
+        client.subscribe([(self._filter, 1), (self._control_state_topic, 1), *self._extra])
         self.last_error = None
         self._connected.set()
         log.info("connected to MQTT broker %s, following %s", self.broker, self._filter)
@@ -157,14 +174,26 @@ class StatusTracker:
         self._connected.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        topic = msg.topic
+        payload = bytes(msg.payload)
+        if topic == self._control_state_topic or (
+                topic.endswith("/status") and self._status_filter.matches(topic)):
+            self._on_status(topic, payload)
+        listener = self._listener
+        if listener is not None:
+            try:
+                listener(topic, payload, bool(msg.retain))
+            except Exception:
+                log.exception("live stream failed on %s: %s", topic, truncate(payload))
+
+    def _on_status(self, topic: str, payload: bytes) -> None:
         # One bad status must not stop the others: log with its topic, count, go on.
         self.received += 1
-        payload = bytes(msg.payload)
         try:
-            self.handle(msg.topic, payload)
+            self.handle(topic, payload)
         except ContractError as e:
             self.rejected += 1
-            log.debug("ignored status on %s (%s): %s", msg.topic, e, truncate(payload))
+            log.debug("ignored status on %s (%s): %s", topic, e, truncate(payload))
         except Exception:
             self.rejected += 1
-            log.exception("status on %s failed: %s", msg.topic, truncate(payload))
+            log.exception("status on %s failed: %s", topic, truncate(payload))

@@ -1,15 +1,18 @@
-"""Judging one message: a line of line protocol to store, or a rejection saying why.
+"""Judging one message: lines of line protocol to store, or a rejection saying why.
 
-Pure: no I/O, no clock. The MQTT edge calls it for every message.
+No I/O. The clock comes in as ``now_ms``, the time the message arrived: the MQTT edge passes
+its receipt time; a caller judging a recording should pass the recorded arrival (without it,
+the wall clock is taken). The MQTT edge calls it for every message.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from ingest.lineprotocol import LineFormatter, LineProtocolError
-from smartcity.codec import decode
-from smartcity.errors import ContractError, FieldProblem
+from smartcity.codec import decode_message
+from smartcity.errors import ContractError, FieldProblem, MqttReasonCode, Reason, reason_code
 from smartcity.registry import Registry
 from smartcity.topics import device_id_from_topic
 
@@ -22,12 +25,17 @@ class Rejection:
     problems: list[FieldProblem]
     payload: bytes
 
+    @property
+    def code(self) -> MqttReasonCode:
+        return reason_code(self.reason)
+
 
 @dataclass(slots=True)
 class Accepted:
     device_id: str
-    seq: int
-    line: str
+    seq: int | None  # None for formats without a message counter (SenML, single values)
+    line: str  # one point per reading, joined by newlines (a SenML pack may hold several)
+    points: int = 1
 
 
 @dataclass
@@ -37,29 +45,41 @@ class Judge:
     max_payload_bytes: int
     _format: LineFormatter = field(default_factory=LineFormatter)
 
-    def __call__(self, topic: str, payload: bytes) -> Accepted | Rejection:
+    def __call__(self, topic: str, payload: bytes, now_ms: int | None = None
+                 ) -> Accepted | Rejection:
+        """``now_ms`` defaults to the wall clock, for callers that judge as messages arrive."""
         if len(payload) > self.max_payload_bytes:
-            return self._reject(topic, payload, "payload too large", [FieldProblem(
+            return self._reject(topic, payload, Reason.TOO_LARGE, [FieldProblem(
                 "payload", f"{len(payload)} bytes exceeds the limit of {self.max_payload_bytes}")])
+        if now_ms is None:
+            now_ms = int(time.time() * 1000)
         try:
-            reading = decode(topic, payload, self.root)
+            readings = decode_message(topic, payload, self.root, now_ms=now_ms)
         except ContractError as e:
             return self._reject(topic, payload, e.reason, e.problems)
-        device = self.registry.get(reading.device_id)
+        first = readings[0]
+        device = self.registry.get(first.device_id)
         if device is None:
-            return self._reject(topic, payload, "unknown device", [FieldProblem(
-                "device_id", f"{reading.device_id!r} is not registered; register the device "
+            return self._reject(topic, payload, Reason.UNKNOWN_DEVICE, [FieldProblem(
+                "device_id", f"{first.device_id!r} is not registered; register the device "
                              "before it publishes")])
-        if device.domain is not reading.domain:
-            return self._reject(topic, payload, "wrong domain", [FieldProblem(
-                "domain", f"{reading.device_id!r} is registered as a {device.domain.value} "
-                          f"device, not {reading.domain.value}")])
+        if device.domain is not first.domain:
+            return self._reject(topic, payload, Reason.WRONG_DOMAIN, [FieldProblem(
+                "domain", f"{first.device_id!r} is registered as a {device.domain.value} "
+                          f"device, not {first.domain.value}")])
+        if device.metrics:
+            undeclared = [m for r in readings for m in r.metrics if m not in device.metrics]
+            if undeclared:
+                declared = ", ".join(device.metrics)
+                return self._reject(topic, payload, Reason.UNDECLARED_METRIC, [FieldProblem(
+                    m, f"{m} was not declared when {first.device_id!r} was registered; it "
+                       f"declared: {declared}") for m in dict.fromkeys(undeclared)])
         try:
-            line = self._format(reading, device)
+            lines = [self._format(r, device) for r in readings]
         except LineProtocolError as e:  # cannot happen with registry ids; kept as a guard
-            return self._reject(topic, payload, "unstorable value", [FieldProblem("payload",
-                                                                                  str(e))])
-        return Accepted(reading.device_id, reading.seq, line)
+            return self._reject(topic, payload, Reason.UNSTORABLE, [FieldProblem("payload",
+                                                                                 str(e))])
+        return Accepted(first.device_id, first.seq, "\n".join(lines), len(lines))
 
     def _reject(self, topic: str, payload: bytes, reason: str,
                 problems: list[FieldProblem]) -> Rejection:

@@ -17,20 +17,25 @@ from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from ingest.judge import Accepted, Judge, Rejection
+from ingest.lineprotocol import rejection_line
 from ingest.spool import Spool
 from ingest.stats import Stats
 from ingest.writer import BatchWriter, Item, PointWriter
 from smartcity import logs
 from smartcity.city import load_city
 from smartcity.codec import dump
+from smartcity.errors import ContractError
 from smartcity.influx import InfluxClient, InfluxError
 from smartcity.models import DeviceError, ProblemOut, format_ts
 from smartcity.mqtt import Subscription, connect_persistent, persistent_client
+from smartcity.profiles import Change, apply_profile, decode_profile
 from smartcity.registry import Registry
 from smartcity.settings import IngestSettings
-from smartcity.topics import errors_topic, telemetry_filter
+from smartcity.topics import errors_topic, profile_filter, telemetry_filter, value_filter
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +72,7 @@ class IngestService:
         self.stats = Stats()
         self.judge = Judge(registry, settings.mqtt.root, settings.max_payload_bytes)
         self.influx = InfluxClient(settings.influx)
-        state = settings.data_dir / "ingest" / settings.client_id
+        state = settings.state_dir
         self.spool = Spool(state / "spool", settings.spool_max_bytes)
         self.writer = BatchWriter(sink or self.influx, self._ack, self.spool,
                                   state / "dead-letter", self.stats, settings.batch_size,
@@ -77,8 +82,14 @@ class IngestService:
         self._stop_stats = threading.Event()
         self._stats_thread = threading.Thread(target=self._report_stats, name="ingest-stats",
                                               daemon=True)
-        topic = telemetry_filter(settings.mqtt.root, settings.share_group)
-        self.session = Subscription(settings.mqtt, str(topic))
+        root, group = settings.mqtt.root, settings.share_group
+        self.registry = registry
+        self.profiles = profile_filter(root)
+        self.profile_changes = 0  # exhibitor devices added, updated or removed at run time
+        self._last_rejection_ms: dict[str, int] = {}
+        # Profiles are not shared: every ingest worker needs every device.
+        self.session = Subscription(settings.mqtt, str(telemetry_filter(root, group)),
+                                    str(value_filter(root, group)), str(self.profiles))
         self.subscribed = self.session.subscribed
         self.client = self._make_client()
 
@@ -120,41 +131,83 @@ class IngestService:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if not self.session.accepting:
             return  # not acknowledged: the broker redelivers it to the next ingest
+        if msg.topic.endswith("/profile") and self.profiles.matches(msg.topic):
+            self._on_profile(msg)
+            return
         self.stats.received += 1
-        line = None
+        line, points = None, 0
         try:
-            verdict = self.judge(msg.topic, bytes(msg.payload))
+            now_ms = int(time.time() * 1000)
+            verdict = self.judge(msg.topic, bytes(msg.payload), now_ms)
             if isinstance(verdict, Accepted):
                 self.stats.accepted += 1
-                self.stats.record_seq(verdict.device_id, verdict.seq)
-                line = verdict.line
+                if verdict.seq is not None:
+                    self.stats.record_seq(verdict.device_id, verdict.seq)
+                line, points = verdict.line, verdict.points
             else:
-                self._reject(verdict)
+                line = self._reject(verdict, now_ms)
         except Exception:  # one bad message must never stop ingest
             self.stats.rejected += 1
             self.stats.rejected_by_reason["internal error"] += 1
             log.exception("could not process a message on %s: %s", msg.topic,
                           logs.truncate(bytes(msg.payload)))
-        self.writer.submit(Item(line, msg.mid, msg.qos, self.session.generation))
+        self.writer.submit(Item(line, msg.mid, msg.qos, self.session.generation, points))
 
-    def _reject(self, r: Rejection) -> None:
+    def _on_profile(self, msg: mqtt.MQTTMessage) -> None:
+        """An exhibitor device registered, changed or removed: applied before the next message
+        is judged, and acknowledged at once (a profile is state, not a reading to store)."""
+        try:
+            profile = decode_profile(msg.topic, bytes(msg.payload), self.settings.mqtt.root)
+            change = apply_profile(self.registry, profile)
+        except ContractError as e:
+            log.error("ignored a profile on %s: %s", msg.topic, e)
+        except Exception:  # one bad profile must never stop ingest
+            log.exception("could not apply a profile on %s", msg.topic)
+        else:
+            if change is Change.REFUSED:
+                log.error("ignored a profile on %s: %r is one of the city's own devices",
+                          msg.topic, profile.device_id)
+            elif change is not Change.UNCHANGED:
+                self.profile_changes += 1
+                log.info("exhibitor device %s %s", profile.device_id, change.value)
+        self.session.ack(self.client, msg.mid, msg.qos, self.session.generation)
+
+    def _reject(self, r: Rejection, now_ms: int) -> str | None:
+        """Count, log, report to the device and return the ``device_rejections`` line to store
+        with the message; nothing beyond the count for a report the rate limit holds back."""
         self.stats.rejected += 1
         self.stats.rejected_by_reason[r.reason] += 1
         allowed, suppressed = self._reports.allow(r.device_id or r.topic, time.monotonic())
         if not allowed:
-            return
+            return None
         detail = "; ".join(str(p) for p in r.problems)
         log.warning("rejected %s: %s (%s); payload: %s%s", r.topic[:200], r.reason, detail,
                     logs.truncate(r.payload),
                     f" [{suppressed} more from this device not logged]" if suppressed else "")
         if r.device_id is None:
-            return
+            return None
+        code = r.code
         report = DeviceError(
-            ts=format_ts(int(time.time() * 1000)), topic=r.topic, reason=r.reason,
+            ts=format_ts(now_ms), topic=r.topic, reason=r.reason, reason_code=int(code),
+            reason_code_name=code.spec_name,
             errors=[ProblemOut(field=p.field, message=p.message) for p in r.problems],
             payload=logs.truncate(r.payload, 300), suppressed=suppressed)
+        # PUBLISH has no Reason String of its own: user properties carry the code and reason.
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.PayloadFormatIndicator = 1
+        props.ContentType = "application/json"
+        props.UserProperty = [("reason-code", str(int(code))),
+                              ("reason-code-name", code.spec_name),
+                              ("reason-string", str(r.reason))]
         self.client.publish(str(errors_topic(r.device_id, self.settings.mqtt.root)),
-                            dump(report), qos=1)
+                            dump(report), qos=1, properties=props)
+        # One point per rejection: a later one in the same millisecond must not overwrite it.
+        ts_ms = max(now_ms, self._last_rejection_ms.get(r.device_id, 0) + 1)
+        if len(self._last_rejection_ms) > 100_000:
+            self._last_rejection_ms.clear()
+        self._last_rejection_ms[r.device_id] = ts_ms
+        return rejection_line(r.device_id, r.reason, code, r.topic, detail, r.payload,
+                              suppressed, ts_ms)
 
     # -- writer thread -----------------------------------------------------------------------
 

@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
+
+from smartcity.errors import Reason
+
+_NOT_FIELD_CHARS = re.compile(r"[^a-z0-9]+")
+
+
+def reason_field(reason: str) -> str:
+    """The ``ingest_stats`` field counting one rejection reason: ``rejected_`` and the reason
+    in lower case with every run of other characters as ``_`` (``rejected_unknown_device``),
+    so it needs no escaping in line protocol and the operations board can select
+    ``/^rejected_/``."""
+    return "rejected_" + _NOT_FIELD_CHARS.sub("_", reason.lower()).strip("_")
+
+
+# Reported from the start, at 0, so the first refusal of each kind is a difference to chart.
+KNOWN_REASONS = (*(str(r) for r in Reason), "internal error")
 
 
 @dataclass
@@ -41,6 +58,10 @@ class Stats:
         self._last_seq[device_id] = seq
 
     def snapshot(self) -> dict[str, float]:
+        """Cumulative counters since ingest started (the operations board charts their
+        differences), with one ``rejected_<reason>`` counter per reason."""
+        # dict() copies in one step: the MQTT thread may count a new reason meanwhile.
+        by_reason = dict.fromkeys(KNOWN_REASONS, 0) | dict(self.rejected_by_reason)
         return {
             "received": self.received,
             "accepted": self.accepted,
@@ -54,4 +75,5 @@ class Stats:
             "write_seconds": round(self.write_seconds, 6),
             "seq_gaps": self.seq_gaps,
             "seq_repeats": self.seq_repeats,
+            **{reason_field(r): n for r, n in by_reason.items()},
         }

@@ -39,10 +39,13 @@ class PointWriter(Protocol):
 
 @dataclass(slots=True)
 class Item:
-    line: str | None  # None: a rejected message, acknowledged with the batch it arrived in
+    # What to store for the message: its readings' points (several lines for a SenML pack),
+    # a rejection's record, or None; acknowledged with the batch it arrived in either way.
+    line: str | None
     mid: int
     qos: int
     generation: int  # the MQTT connection it arrived on; acks never cross connections
+    points: int = 1  # readings among the lines, for the stored/spooled counters
 
 
 @dataclass
@@ -137,15 +140,16 @@ class BatchWriter:
         if not lines:
             return
         body = ("\n".join(lines) + "\n").encode()
+        points = sum(i.points for i in batch if i.line is not None)
         while True:
-            if time.monotonic() >= self._down_until and self._write(body, len(lines)):
+            if time.monotonic() >= self._down_until and self._write(body, points):
                 return
             if self.spool.put(body):
-                self.stats.spooled += len(lines)
+                self.stats.spooled += points
                 return
             # Spool full too: hold this batch unacknowledged; the broker keeps the stream.
             wait = self._backoff.next()
-            log.error("InfluxDB unreachable and spool full (%d bytes); holding %d points, "
+            log.error("InfluxDB unreachable and spool full (%d bytes); holding %d lines, "
                       "retrying in %.1fs", self.spool.size_bytes, len(lines), wait)
             if self._stopping.is_set():
                 return  # unacknowledged: redelivered to the next ingest

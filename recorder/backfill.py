@@ -21,7 +21,7 @@ from recorder.fileformat import RecordingReader
 from recorder.rebase import rebase_payload
 from recorder.selection import Selection, select
 from smartcity.influx import InfluxRejected, InfluxUnavailable
-from smartcity.topics import TopicFilter, telemetry_filter
+from smartcity.topics import TopicFilter, telemetry_filter, value_filter
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def backfill(path: Path | str, judge: Judge, sink: PointWriter, selection: Selec
              rebase_time: bool = False, mark_source: bool = True,
              batch_size: int = 5000) -> BackfillResult:
     result = BackfillResult()
-    telemetry = telemetry_filter(judge.root)
+    telemetry = _Telemetry(telemetry_filter(judge.root), value_filter(judge.root))
     with RecordingReader(path) as reader:
         first_ns = reader.summary().first_ns
         delta_ms = 0
@@ -69,7 +69,9 @@ def backfill(path: Path | str, judge: Judge, sink: PointWriter, selection: Selec
                 result.not_telemetry += 1
                 continue
             payload = rebase_payload(r.payload, delta_ms, mark_source=mark_source)
-            verdict = judge(r.topic, payload)
+            # Formats without a time of their own (single values, relative SenML) are stamped
+            # with when the message was recorded, moved like every other time when rebasing.
+            verdict = judge(r.topic, payload, now_ms=r.arrival_ns // 1_000_000 + delta_ms)
             if isinstance(verdict, Accepted):
                 lines.append(verdict.line)
             else:
@@ -83,8 +85,19 @@ def backfill(path: Path | str, judge: Judge, sink: PointWriter, selection: Selec
     return result
 
 
+@dataclass(frozen=True)
+class _Telemetry:
+    """Readings in any format: on the telemetry topic or a single-value topic below it."""
+
+    whole: TopicFilter
+    single: TopicFilter
+
+    def matches(self, topic: str) -> bool:
+        return self.whole.matches(topic) or self.single.matches(topic)
+
+
 def _last_telemetry_ns(reader: RecordingReader, selection: Selection, first_ns: int | None,
-                       telemetry: TopicFilter) -> int | None:
+                       telemetry: _Telemetry) -> int | None:
     last = None
     for r in select(reader, selection, first_ns):
         if telemetry.matches(r.topic):

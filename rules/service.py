@@ -46,13 +46,14 @@ from rules.wording import ward_names
 from smartcity import logs
 from smartcity.alerts import Alert, AlertState, encode_alert
 from smartcity.city import City, load_city
-from smartcity.codec import Reading, decode
+from smartcity.codec import Reading, decode_message
 from smartcity.errors import ContractError
 from smartcity.influx import InfluxClient
 from smartcity.models import format_ts
 from smartcity.mqtt import Subscription, connect_persistent, persistent_client
+from smartcity.profiles import Change, apply_profile, decode_profile
 from smartcity.registry import Registry
-from smartcity.topics import alert_topic, telemetry_filter
+from smartcity.topics import alert_topic, profile_filter, telemetry_filter, value_filter
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ STOP_GRACE_S = 5.0  # how long stop() waits for the broker to take events still 
 
 @dataclass(slots=True)
 class Item:
-    reading: Reading | None  # None: not a valid reading (ingest reports it); just acknowledged
+    readings: list[Reading]  # empty: not valid (ingest reports it); just acknowledged
     mid: int
     qos: int
     generation: int  # the MQTT connection it arrived on; acks never cross connections
@@ -103,7 +104,11 @@ class RulesService:
         self._pubacked: set[int] = set()
         self._orphans = self._restore()
         self._worker = threading.Thread(target=self._run, name="rules-worker", daemon=True)
-        self.session = Subscription(settings.mqtt, str(telemetry_filter(settings.mqtt.root)))
+        root = settings.mqtt.root
+        # Exhibitor devices registered at run time reach the engine through this registry.
+        self.profiles = profile_filter(root)
+        self.session = Subscription(settings.mqtt, str(telemetry_filter(root)),
+                                    str(value_filter(root)), str(self.profiles))
         self.subscribed = self.session.subscribed
         self.client = self._make_client()
 
@@ -160,17 +165,35 @@ class RulesService:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if not self.session.accepting:
             return  # not acknowledged: the broker redelivers it when we are back
+        if msg.topic.endswith("/profile") and self.profiles.matches(msg.topic):
+            self._on_profile(msg)
+            return
         self.stats.received += 1
-        reading = None
+        readings: list[Reading] = []
         try:
-            reading = decode(msg.topic, bytes(msg.payload), self.settings.mqtt.root)
+            readings = decode_message(msg.topic, bytes(msg.payload), self.settings.mqtt.root,
+                                      now_ms=int(time.time() * 1000))
         except ContractError:
             self.stats.undecodable += 1  # ingest tells the device why; nothing to judge here
         except Exception:  # one bad message must never stop the rules
             self.stats.undecodable += 1
             log.exception("could not decode a message on %s: %s", msg.topic,
                           logs.truncate(bytes(msg.payload)))
-        self._queue.put(Item(reading, msg.mid, msg.qos, self.session.generation))
+        self._queue.put(Item(readings, msg.mid, msg.qos, self.session.generation))
+
+    def _on_profile(self, msg: mqtt.MQTTMessage) -> None:
+        """An exhibitor device registered, changed or removed; acknowledged at once."""
+        try:
+            profile = decode_profile(msg.topic, bytes(msg.payload), self.settings.mqtt.root)
+            change = apply_profile(self.registry, profile)
+        except ContractError as e:
+            log.error("ignored a profile on %s: %s", msg.topic, e)
+        except Exception:  # one bad profile must never stop the rules
+            log.exception("could not apply a profile on %s", msg.topic)
+        else:
+            if change is not Change.UNCHANGED:
+                log.info("exhibitor device %s %s", profile.device_id, change.value)
+        self.session.ack(self.client, msg.mid, msg.qos, self.session.generation)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
@@ -223,12 +246,11 @@ class RulesService:
         events: list[Alert] = []
         with self._lock:
             for item in batch:
-                if item.reading is None:
-                    continue
-                try:
-                    events.extend(self.engine.evaluate(item.reading))
-                except Exception:  # a bug for one reading must not stop the others
-                    log.exception("could not judge %s", item.reading)
+                for reading in item.readings:
+                    try:
+                        events.extend(self.engine.evaluate(reading))
+                    except Exception:  # a bug for one reading must not stop the others
+                        log.exception("could not judge %s", reading)
         if events:
             self._store_points(events)
             if not self._publish(events):

@@ -20,6 +20,8 @@ install_system_packages() {
     have mosquitto || missing+=(mosquitto)
     have mosquitto_pub || missing+=(mosquitto-clients)
     have influxd || missing+=(influxdb)
+    # the kiosk board's browser test drives Debian's Chromium headless (never a downloaded one)
+    have chromium || missing+=(chromium)
     have python3 || missing+=(python3)
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
     [ ${#missing[@]} -eq 0 ] && return

@@ -29,6 +29,8 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
+import orjson
+
 from simulators.base import HCMC_TZ
 from simulators.clock import SimClock, parse_start
 from simulators.network import Link, Network
@@ -197,6 +199,7 @@ class _Runner:
             if now >= next_state:
                 next_state = now + STATE_EVERY_S
                 self._publish_state()
+                self._beat()
             if now >= next_stats:
                 next_stats = now + STATS_EVERY_S
                 self._log_stats()
@@ -319,6 +322,22 @@ class _Runner:
             paused=self.clock.paused, seed=self.seed, start=self.start_ms,
             interval_s=self.settings.interval_s, devices=len(self.links),
             scale=self.city.scale, updated=wall_ms(), last_command=self.last_command)
+
+    def _beat(self) -> None:
+        """A file the container healthcheck reads: fresh while the loop turns, saying how many
+        devices are connected to the broker."""
+        connected = sum(1 for link in self.links.values() if link.connected)
+        body = {"ts": format_ts(wall_ms()), "connected": self.control.connected,
+                "devices": len(self.links), "devices_connected": connected,
+                "published": self.published}
+        path = self.settings.heartbeat_path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(orjson.dumps(body))
+            tmp.replace(path)
+        except OSError as e:
+            log.warning("cannot write the heartbeat %s: %s", path, e)
 
     def _publish_state(self) -> None:
         if self.control.connected:

@@ -25,7 +25,15 @@ environment (the same variables configure the local stack and docker-compose):
   SMARTCITY_API_HOST       api bind address (default: 127.0.0.1)
   SMARTCITY_API_PORT       api port (default: 8000)
   SMARTCITY_DATA_DIR       local state: servers' data, ingest spool (default: ./var)
-  SMARTCITY_ADMIN_TOKEN    bearer token for the api's state-changing endpoints
+  SMARTCITY_ADMIN_TOKEN    bearer token for the api's state-changing endpoints (and for
+                           `smartcity devices`)
+  SMARTCITY_API_URL        where `smartcity devices` finds the api (default:
+                           http://127.0.0.1:8000)
+  SMARTCITY_API_DEVICE_ACCOUNTS
+                           dynsec (default): a broker account per exhibitor device; none: a
+                           development broker taking anonymous devices
+  SMARTCITY_API_DEVICE_BROKER_URL
+                           the broker address told to devices (default: the api's own)
   SMARTCITY_ENV            development (default) or exhibit (refuses default secrets)
   SMARTCITY_CITY_FILE      city description (default: the built-in Ho Chi Minh City)
   SMARTCITY_SIM_INTERVAL_S seconds between a simulated device's readings (default: 2)
@@ -38,6 +46,10 @@ environment (the same variables configure the local stack and docker-compose):
   SMARTCITY_RULES_FILE     warning thresholds (default: the built-in HCMC rules)
   SMARTCITY_RULES_*        rules tuning: CLIENT_ID, SESSION_EXPIRY_S, SAVE_INTERVAL_S
   SMARTCITY_LOG_LEVEL      DEBUG, INFO (default), WARNING
+  SMARTCITY_BROKER_<SERVICE>_PASSWORD
+                           `smartcity broker init`: the broker password of each service
+                           account (INGEST, RULES, API, SIMULATORS, RECORDER, ADMIN), at
+                           least 16 characters
 """
 
 
@@ -115,6 +127,40 @@ def _api(args: argparse.Namespace) -> int:
     return main(ApiSettings(**overrides))
 
 
+def _asyncapi(args: argparse.Namespace) -> int:
+    import orjson
+
+    from smartcity.asyncapi import build
+
+    text = orjson.dumps(build(args.root, args.server), option=orjson.OPT_INDENT_2).decode()
+    if args.out is None:
+        sys.stdout.write(text + "\n")
+    else:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+def _broker(args: argparse.Namespace) -> int:
+    import os
+
+    from smartcity.dynsec import init_from_env
+    from smartcity.topics import DEFAULT_ROOT
+
+    root = args.root or os.environ.get("SMARTCITY_MQTT_ROOT") or DEFAULT_ROOT
+    if init_from_env(args.config, root, os.environ, force=args.force):
+        print(f"wrote {args.config}: the service accounts and roles for topic root {root!r}")
+    else:
+        print(f"kept {args.config}: it exists and holds the device accounts issued since "
+              "(--force replaces it and drops them)")
+    return 0
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from api.client import devices_main
+
+    return devices_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smartcity",
@@ -138,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="api port (default: SMARTCITY_API_PORT or 8000)")
     up.add_argument("--no-simulators", action="store_true",
                     help="start everything but the simulated city (exhibitor devices only)")
+    up.add_argument("--anonymous-broker", action="store_true",
+                    help="start the development broker, which takes anonymous clients, instead "
+                         "of the exhibit's secured one (an account per service, passwords in "
+                         "DATA_DIR/broker/accounts.env, and per exhibitor device)")
     up.add_argument("--scenario", default=None,
                     help="run this scenario in the simulated city (SMARTCITY_SIM_SCENARIO)")
     up.add_argument("--speed", default=None,
@@ -166,6 +216,17 @@ def build_parser() -> argparse.ArgumentParser:
                           "the same SMARTCITY_SCALE)")
     sim.add_argument("--city", type=Path, default=None, help="city file (TOML)")
 
+    broker = add("broker", _broker, "broker accounts: `broker init` writes the dynamic "
+                                    "security file with the service accounts, if absent")
+    broker.add_argument("action", choices=["init"], help="write the initial accounts file")
+    broker.add_argument("--config", type=Path, required=True,
+                        help="the plugin's file, e.g. /mosquitto/data/dynamic-security.json")
+    broker.add_argument("--root", default=None,
+                        help="topic root the roles are for (default: SMARTCITY_MQTT_ROOT or "
+                             "city)")
+    broker.add_argument("--force", action="store_true",
+                        help="replace an existing file (every device account is lost)")
+
     scen = add("scenarios", _scenarios, "scenarios")
     scen.add_argument("action", choices=["list"], help="list the built-in scenarios")
 
@@ -181,6 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_record_arguments(add("record", _record, "record what the broker carries into a file"))
     add_replay_arguments(add("replay", _replay, "replay a recording: on schedule, faster, "
                                                 "looped, or into InfluxDB"))
+
+    from api.client import add_arguments as add_devices_arguments
+
+    add_devices_arguments(add("devices", _devices, "register exhibitor devices, list them, "
+                                                   "rotate or revoke their credentials"))
+
+    spec = add("asyncapi", _asyncapi, "print the AsyncAPI 3 document of the MQTT interface "
+                                      "(docs/asyncapi.json is its output)")
+    spec.add_argument("--root", default="city", help="topic root (default: city)")
+    spec.add_argument("--server", default="exhibit.local:1883",
+                      help="the broker address to state (default: exhibit.local:1883)")
+    spec.add_argument("--out", type=Path, default=None, help="write to this file")
 
     api = add("api", _api, "serve the HTTP api (OpenAPI docs at /docs)")
     api.add_argument("--host", default=None, help="bind address (default: 127.0.0.1)")

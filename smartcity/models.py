@@ -130,6 +130,25 @@ TELEMETRY_MODELS: dict[Domain, type[Telemetry]] = {
 }
 
 
+def _bounds(model: type[Telemetry]) -> dict[str, tuple[float, float]]:
+    out = {}
+    for name in model.metric_names():
+        lo = hi = None
+        for m in model.model_fields[name].metadata:
+            lo = getattr(m, "ge", lo)
+            hi = getattr(m, "le", hi)
+        if lo is None or hi is None:
+            raise RuntimeError(f"{model.__name__}.{name} needs a plausible range")
+        out[name] = (float(lo), float(hi))
+    return out
+
+
+METRIC_BOUNDS: dict[Domain, dict[str, tuple[float, float]]] = {
+    domain: _bounds(model) for domain, model in TELEMETRY_MODELS.items()}
+"""Each domain's metrics and their plausible ranges, for payloads judged outside the models
+(SenML records, single values)."""
+
+
 class DeviceState(StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"
@@ -159,6 +178,10 @@ class DeviceError(BaseModel):
     ts: str = Field(description="when ingest rejected it, RFC 3339 UTC")
     topic: str
     reason: str
+    reason_code: int = Field(description="the MQTT 5 reason code of the reason (0x99 payload "
+                                         "format invalid, 0x87 not authorized, ...)")
+    reason_code_name: str = Field(description="the reason code's name in the MQTT 5 "
+                                              "specification")
     errors: list[ProblemOut] = Field(default_factory=list)
     payload: str = Field(description="the start of the rejected payload, for recognition")
     suppressed: int = Field(default=0, description="rejections of this device not reported "

@@ -44,15 +44,17 @@ def connect_persistent(client: mqtt.Client, settings: MqttSettings, session_expi
 
 
 class Subscription:
-    """Subscribes ``topic`` at QoS 1 on every (re)connect and numbers the connections.
+    """Subscribes ``topic`` (and ``more`` filters) at QoS 1 on every (re)connect, in one
+    SUBSCRIBE, and numbers the connections.
 
     Message ids restart with each connection, so an acknowledgement carries the generation
     its message arrived on and is sent only while that connection lasts: the broker
     redelivers the rest. ``accepting`` goes False when the service stops taking messages."""
 
-    def __init__(self, settings: MqttSettings, topic: str) -> None:
+    def __init__(self, settings: MqttSettings, topic: str, *more: str) -> None:
         self.settings = settings
         self.topic = topic
+        self.topics = (topic, *more)
         self.generation = 0
         self.accepting = True
         self.subscribed = threading.Event()
@@ -72,9 +74,9 @@ class Subscription:
             log.error("broker refused the connection: %s", reason)
             return
         self.generation += 1
-        client.subscribe(self.topic, qos=1)
-        log.info("connected to %s (session %s), subscribing to %s", self.settings.url,
-                 "resumed" if flags.session_present else "new", self.topic)
+        client.subscribe([(t, 1) for t in self.topics])
+        log.info("connected to %s (session %s), subscribing to %s", self.settings.address,
+                 "resumed" if flags.session_present else "new", ", ".join(self.topics))
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:

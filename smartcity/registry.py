@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from smartcity.ids import Id
 from smartcity.models import Source
@@ -28,6 +28,9 @@ class DeviceInfo(BaseModel):
     lat: float
     lon: float
     source: Source = Source.SIMULATED
+    metrics: tuple[str, ...] = Field(
+        default=(), description="the metrics the device declared at registration; empty for "
+                                "the city's own devices, which may send any of their domain's")
 
 
 class Registry:
@@ -41,6 +44,14 @@ class Registry:
             raise ValueError(f"device id {device.device_id!r} is used twice")
         self._by_id[device.device_id] = device
 
+    def put(self, device: DeviceInfo) -> None:
+        """Add or replace a device: an exhibitor device registered or changed at run time.
+        A single dict assignment, so readers on other threads see the old or the new entry."""
+        self._by_id[device.device_id] = device
+
+    def remove(self, device_id: str) -> DeviceInfo | None:
+        return self._by_id.pop(device_id, None)
+
     def get(self, device_id: str) -> DeviceInfo | None:
         return self._by_id.get(device_id)
 
@@ -48,10 +59,11 @@ class Registry:
         return device_id in self._by_id
 
     def __iter__(self) -> Iterator[DeviceInfo]:
-        return iter(self._by_id.values())
+        # A copy: exhibitor devices come and go on other threads while callers iterate.
+        return iter(list(self._by_id.values()))
 
     def __len__(self) -> int:
         return len(self._by_id)
 
     def by_domain(self, domain: Domain) -> list[DeviceInfo]:
-        return [d for d in self._by_id.values() if d.domain is domain]
+        return [d for d in list(self._by_id.values()) if d.domain is domain]

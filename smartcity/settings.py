@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -50,6 +51,12 @@ class MqttSettings(BaseSettings):
     @property
     def port(self) -> int:
         return urlsplit(self.url).port or 1883
+
+    @property
+    def address(self) -> str:
+        """The broker's URL without credentials: what logs and messages show."""
+        host = self.host
+        return f"mqtt://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     @property
     def username(self) -> str | None:
@@ -128,6 +135,11 @@ class IngestSettings(CommonSettings):
         return v or None
 
     @property
+    def state_dir(self) -> Path:
+        """Spool, dead letters and heartbeat; named by the client id, like the session."""
+        return self.data_dir / "ingest" / self.client_id
+
+    @property
     def receive_maximum(self) -> int:
         # Unacked messages the broker may send us; a batch must fit with room to spare, or the
         # broker stops sending until the batch timer fires.
@@ -147,11 +159,24 @@ class SimulatorSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
                                       populate_by_name=True)
 
+    @property
+    def heartbeat_path(self) -> Path:
+        return self.data_dir / "simulators" / "heartbeat.json"
+
 
 class ApiSettings(CommonSettings):
     host: str = Field(default="127.0.0.1", alias="SMARTCITY_API_HOST")
     port: int = Field(default=8000, ge=1, le=65535, alias="SMARTCITY_API_PORT")
     admin_token: SecretStr | None = Field(default=None, alias="SMARTCITY_ADMIN_TOKEN")
+    device_accounts: Literal["dynsec", "none"] = Field(
+        default="dynsec", alias="SMARTCITY_API_DEVICE_ACCOUNTS",
+        description="dynsec: each registered device gets its own account on the broker "
+                    "(Mosquitto's dynamic security plugin, managed with the api's MQTT "
+                    "account); none: a development broker that takes anonymous devices")
+    device_broker_url: str | None = Field(
+        default=None, alias="SMARTCITY_API_DEVICE_BROKER_URL",
+        description="the broker address devices are told to use (mqtt://host:port); default: "
+                    "the api's own, without its credentials")
 
     model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
                                       populate_by_name=True)
@@ -163,4 +188,13 @@ class ApiSettings(CommonSettings):
             if len(token) < 16 or token in {"change-me", "changeme", "admin", "secret"}:
                 raise ValueError("SMARTCITY_ADMIN_TOKEN must be set to a secret of at least 16 "
                                  "characters when SMARTCITY_ENV=exhibit")
+            if self.device_accounts != "dynsec":
+                raise ValueError("SMARTCITY_API_DEVICE_ACCOUNTS must be dynsec when "
+                                 "SMARTCITY_ENV=exhibit: every exhibitor device gets its own "
+                                 "account")
         return self
+
+    @property
+    def device_broker(self) -> str:
+        """The broker address devices are told to use."""
+        return self.device_broker_url or self.mqtt.address

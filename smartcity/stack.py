@@ -5,6 +5,12 @@ SMARTCITY_INFLUX_URL point at running ones, as in docker-compose), creates the d
 ingest, rules, api and simulators, each its own process configured by the same SMARTCITY_* variables
 docker-compose sets. Ctrl-C or SIGTERM stops everything it started, newest first; a child that
 dies takes the stack down with a message naming it, rather than leaving a half-working city.
+
+The broker it starts is the exhibit's secured one: every service logs in with its own account
+on the dynamic security plugin, and exhibitors' devices get theirs from the api. The service
+passwords are generated on the first start and kept in ``DATA_DIR/broker/accounts.env``
+(see :mod:`smartcity.localaccounts`); ``--anonymous-broker`` runs the development broker that
+takes anonymous clients instead.
 """
 
 from __future__ import annotations
@@ -12,17 +18,22 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
 from smartcity import logs
+from smartcity.dynsec import password_variable
 from smartcity.influx import InfluxClient, InfluxError
+from smartcity.localaccounts import BrokerAccounts, prepare_broker_accounts
 from smartcity.servers import (
     Influxd,
     ManagedServer,
@@ -34,6 +45,10 @@ from smartcity.servers import (
 from smartcity.settings import ApiSettings, CommonSettings, InfluxSettings
 
 log = logging.getLogger("smartcity.up")
+
+BROKER_DIR = "broker"
+SERVICE_ACCOUNTS = {"ingest": "ingest", "rules": "rules", "api": "api", "simulate": "simulators"}
+"""The broker account each service `up` starts logs in with."""
 
 
 @dataclass
@@ -84,6 +99,38 @@ def taken_ports(ports: dict[str, int]) -> list[str]:
             for what, port in ports.items() if port_in_use(port)]
 
 
+def service_env(env: Mapping[str, str], name: str, accounts: BrokerAccounts | None,
+                port: int) -> dict[str, str]:
+    """The environment of the service ``name``: on the secured broker, its own account."""
+    child = dict(env)
+    if accounts is not None and name in SERVICE_ACCOUNTS:
+        child["SMARTCITY_MQTT_URL"] = accounts.url(SERVICE_ACCOUNTS[name], port)
+    return child
+
+
+def without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return parts._replace(netloc=user + parts.netloc.rpartition("@")[2]).geturl()
+
+
+def broker_lines(url: str, root: str, accounts: BrokerAccounts | None, anonymous: bool) -> str:
+    """The broker's lines of the summary `up` prints; secrets stay in the accounts file."""
+    if anonymous:
+        return f"  broker     {url}   (topics under {root}/; anonymous clients, development)\n"
+    if accounts is None:
+        return f"  broker     {without_password(url)}   (topics under {root}/)\n"
+    port = urlsplit(url).port
+    file = shlex.quote(str(accounts.accounts_file))
+    variable = password_variable("recorder")
+    return (f"  broker     {url}   (topics under {root}/; an account per service and device)\n"
+            f"  accounts   {accounts.accounts_file}   (the services' broker passwords)\n"
+            f"  watch      (. {file} && mosquitto_sub -h 127.0.0.1 -p {port} -u recorder "
+            f"-P \"${variable}\" -t {shlex.quote(root + '/#')} -v)\n")
+
+
 def main(args: argparse.Namespace) -> int:
     common = CommonSettings()
     logs.setup("up", common.log_level)
@@ -92,6 +139,12 @@ def main(args: argparse.Namespace) -> int:
     data_dir = common.data_dir.resolve()
     own_broker = "SMARTCITY_MQTT_URL" not in os.environ
     own_influx = "SMARTCITY_INFLUX_URL" not in os.environ
+    anonymous = bool(getattr(args, "anonymous_broker", False))
+    if anonymous and not own_broker:
+        print("smartcity up: --anonymous-broker is for the broker `up` starts, and "
+              "SMARTCITY_MQTT_URL names one to use instead; leave one of them out",
+              file=sys.stderr)
+        return 2
 
     wanted = {"api": api_port}
     if own_broker:
@@ -112,18 +165,27 @@ def main(args: argparse.Namespace) -> int:
 
     servers: list[ManagedServer] = []
     services: list[Service] = []
-    env = dict(os.environ, SMARTCITY_DATA_DIR=str(data_dir), SMARTCITY_API_PORT=str(api_port),
+    # Each service gets its own broker account, never another's password.
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith("SMARTCITY_BROKER_") and k.endswith("_PASSWORD"))}
+    env.update(SMARTCITY_DATA_DIR=str(data_dir), SMARTCITY_API_PORT=str(api_port),
                PYTHONUNBUFFERED="1")
     for flag, name in (("scenario", "SMARTCITY_SIM_SCENARIO"), ("speed", "SMARTCITY_SIM_SPEED"),
                        ("scale", "SMARTCITY_SCALE")):
         if getattr(args, flag, None) is not None:
             env[name] = str(getattr(args, flag))
+    accounts: BrokerAccounts | None = None
     code = 0
     try:
         if own_broker:
-            broker = Mosquitto(workdir=data_dir / "mosquitto", port=args.mqtt_port).start()
+            if not anonymous:
+                accounts = prepare_broker_accounts(data_dir / BROKER_DIR, common.mqtt.root)
+            broker = Mosquitto(workdir=data_dir / "mosquitto", port=args.mqtt_port,
+                               dynsec_config=accounts.dynsec_file if accounts else None).start()
             servers.append(broker)
             env["SMARTCITY_MQTT_URL"] = broker.url
+            # The api issues device accounts on the secured broker, none on the anonymous one.
+            env["SMARTCITY_API_DEVICE_ACCOUNTS"] = "none" if anonymous else "dynsec"
             log.info("Mosquitto on %s (log %s)", broker.url, broker.log_path)
         if own_influx:
             influxd = Influxd(workdir=data_dir / "influxdb", port=args.influx_port).start()
@@ -134,16 +196,18 @@ def main(args: argparse.Namespace) -> int:
         ensure_database(influx, created_by_us=own_influx)
 
         for name in ("ingest", "rules", "api") + (() if args.no_simulators else ("simulate",)):
-            services.append(start_service(name, env))
+            services.append(start_service(name, service_env(env, name, accounts,
+                                                            args.mqtt_port)))
         host = api.host if api.host not in ("0.0.0.0", "::") else "127.0.0.1"
         api_url = f"http://{host}:{api_port}"
         if not wait_ready(f"{api_url}/healthz", 30, services):
             raise ServerError("the api did not come up; see its log lines above")
+        broker_summary = broker_lines(env["SMARTCITY_MQTT_URL"], common.mqtt.root, accounts,
+                                      anonymous)
         print(f"""
 smartcity is up
   api        {api_url}   (docs {api_url}/docs, readiness {api_url}/readyz)
-  broker     {env['SMARTCITY_MQTT_URL']}   (topics under {common.mqtt.root}/)
-  influxdb   {influx.url}   (database {influx.db})
+{broker_summary}  influxdb   {influx.url}   (database {influx.db})
   data       {data_dir}
 Ctrl-C stops everything.
 """, flush=True)

@@ -3,9 +3,11 @@
 Scheme (``root`` defaults to ``city`` and is configurable so tests and exhibits can share a
 broker without seeing each other's traffic):
 
-- ``{root}/{domain}/{device_id}/telemetry``   readings, QoS 1
+- ``{root}/{domain}/{device_id}/telemetry``   readings, QoS 1 (a JSON object or a SenML pack)
+- ``{root}/{domain}/{device_id}/telemetry/{metric}``   one bare number (single-value devices)
 - ``{root}/{domain}/{device_id}/status``      retained online/offline, also the last will
 - ``{root}/devices/{device_id}/errors``       why a message from that device was rejected
+- ``{root}/devices/{device_id}/profile``      retained: a registered exhibitor device
 - ``{root}/alerts/{domain}/{alert_id}``       retained alerts
 - ``{root}/control/...``                      scenario commands
 """
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
-from smartcity.errors import FieldProblem, InvalidTopic
+from smartcity.errors import FieldProblem, InvalidTopic, Reason
 from smartcity.ids import check_id, is_valid_id
 
 DEFAULT_ROOT = "city"
@@ -51,7 +53,7 @@ def check_domain(value: str, field: str = "domain") -> Domain:
         return Domain(value)
     except ValueError:
         known = ", ".join(d.value for d in Domain)
-        raise InvalidTopic("unknown domain",
+        raise InvalidTopic(Reason.UNKNOWN_DOMAIN,
                            [FieldProblem(field, f"{value!r} is not one of: {known}")]) from None
 
 
@@ -147,6 +149,16 @@ def errors_topic(device_id: str, root: str = DEFAULT_ROOT) -> Topic:
     return Topic(f"{root}/devices/{check_id(device_id)}/errors")
 
 
+def profile_topic(device_id: str, root: str = DEFAULT_ROOT) -> Topic:
+    """Retained: a registered exhibitor device's :class:`~smartcity.registry.DeviceInfo` as
+    JSON, published by the api; an empty retained message means the device was removed."""
+    return Topic(f"{root}/devices/{check_id(device_id)}/profile")
+
+
+def profile_filter(root: str = DEFAULT_ROOT) -> TopicFilter:
+    return TopicFilter(f"{root}/devices/+/profile")
+
+
 def alert_topic(domain: Domain | str, alert_id: str, root: str = DEFAULT_ROOT) -> Topic:
     domain_level = check_domain(str(domain)).value
     return Topic(f"{root}/alerts/{domain_level}/{check_id(alert_id, 'alert_id')}")
@@ -156,10 +168,24 @@ def control_topic(*levels: str, root: str = DEFAULT_ROOT) -> Topic:
     return Topic("/".join([root, "control", *(check_id(lv, "control") for lv in levels)]))
 
 
-def telemetry_filter(root: str = DEFAULT_ROOT, share_group: str | None = None) -> TopicFilter:
-    plain = f"{root}/+/+/telemetry"
+def value_topic(domain: Domain | str, device_id: str, metric: str,
+                root: str = DEFAULT_ROOT) -> Topic:
+    """A single-value topic: one metric, the payload a bare number (``21.5``)."""
+    return Topic(f"{telemetry_topic(domain, device_id, root)}/{check_id(metric, 'metric')}")
+
+
+def _shared(plain: str, share_group: str | None) -> TopicFilter:
     return TopicFilter(f"$share/{check_id(share_group, 'share_group')}/{plain}" if share_group
                        else plain)
+
+
+def telemetry_filter(root: str = DEFAULT_ROOT, share_group: str | None = None) -> TopicFilter:
+    return _shared(f"{root}/+/+/telemetry", share_group)
+
+
+def value_filter(root: str = DEFAULT_ROOT, share_group: str | None = None) -> TopicFilter:
+    """Every single-value topic, ``{root}/+/+/telemetry/+``."""
+    return _shared(f"{root}/+/+/telemetry/+", share_group)
 
 
 def status_filter(root: str = DEFAULT_ROOT) -> TopicFilter:
@@ -168,34 +194,56 @@ def status_filter(root: str = DEFAULT_ROOT) -> TopicFilter:
 
 @dataclass(frozen=True)
 class DeviceTopic:
-    """A parsed ``{root}/{domain}/{device_id}/{telemetry|status}`` topic."""
+    """A parsed ``{root}/{domain}/{device_id}/{telemetry|status}`` topic, or a single-value
+    ``{root}/{domain}/{device_id}/telemetry/{metric}`` one (``metric`` set)."""
 
     root: str
     domain: Domain
     device_id: str
     kind: Kind
+    metric: str | None = None
 
 
 @lru_cache(maxsize=65536)
 def parse_device_topic(topic: str, root: str = DEFAULT_ROOT) -> DeviceTopic:
-    """Parse a telemetry or status topic under ``root``; raise :class:`InvalidTopic` naming the
-    level at fault."""
+    """Parse a telemetry, single-value telemetry or status topic under ``root``; raise
+    :class:`InvalidTopic` naming the level at fault.
+
+    A fourth level is taken only after ``telemetry`` and only if it has the shape of a metric
+    name (the id rule); whether the domain has that metric is the codec's to say."""
     prefix = root + "/"
     if not topic.startswith(prefix):
-        raise InvalidTopic("topic outside the city root", [
+        raise InvalidTopic(Reason.OUTSIDE_ROOT, [
             FieldProblem("topic", f"{topic[:80]!r} does not start with {prefix!r}")])
     levels = topic[len(prefix):].split("/")
-    if len(levels) != 3:
-        raise InvalidTopic("wrong number of topic levels",
+    if len(levels) != 3 and not (len(levels) == 4 and levels[2] == Kind.TELEMETRY):
+        raise InvalidTopic(Reason.TOPIC_LEVELS,
                            [FieldProblem("topic", f"{topic[:80]!r} is not "
-                                                  f"{root}/{{domain}}/{{device_id}}/{{kind}}")])
-    domain_s, device_id, kind_s = levels
+                                                  f"{root}/{{domain}}/{{device_id}}/{{kind}} or "
+                                                  f"{root}/{{domain}}/{{device_id}}/telemetry/"
+                                                  "{metric}")])
+    domain_s, device_id, kind_s = levels[:3]
     domain = check_domain(domain_s)
     check_id(device_id)
     if kind_s not in (Kind.TELEMETRY, Kind.STATUS):
-        raise InvalidTopic("unknown topic kind",
+        raise InvalidTopic(Reason.TOPIC_KIND,
                            [FieldProblem("kind", f"{kind_s[:40]!r} is not telemetry or status")])
-    return DeviceTopic(root, domain, device_id, Kind(kind_s))
+    metric = None
+    if len(levels) == 4:
+        metric = levels[3]
+        if not is_valid_id(metric):
+            raise InvalidTopic(Reason.UNKNOWN_TOPIC_METRIC, [FieldProblem(
+                "metric", f"{metric[:40]!r} is not a metric name (such as water_level_cm)")])
+    return DeviceTopic(root, domain, device_id, Kind(kind_s), metric)
+
+
+def parse_profile_topic(topic: str, root: str = DEFAULT_ROOT) -> str:
+    """The device id of a ``{root}/devices/{device_id}/profile`` topic."""
+    prefix, suffix = f"{root}/devices/", "/profile"
+    if not (topic.startswith(prefix) and topic.endswith(suffix)):
+        raise InvalidTopic("not a profile topic", [FieldProblem("topic", f"{topic[:80]!r} is "
+                                                                f"not {prefix}{{id}}{suffix}")])
+    return check_id(topic[len(prefix):-len(suffix)])
 
 
 def device_id_from_topic(topic: str, root: str = DEFAULT_ROOT) -> str | None:
@@ -207,6 +255,7 @@ def device_id_from_topic(topic: str, root: str = DEFAULT_ROOT) -> str | None:
     if not topic.startswith(prefix):
         return None
     levels = topic[len(prefix):].split("/")
-    if len(levels) == 3 and is_valid_id(levels[1]):
+    if (len(levels) == 3 or (len(levels) == 4 and levels[2] == Kind.TELEMETRY)) \
+            and is_valid_id(levels[1]):
         return levels[1]
     return None

@@ -21,6 +21,19 @@ from smartcity.settings import InfluxSettings, MqttSettings
 _counter = itertools.count(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _state_out_of_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Services built in tests without a data dir keep their state (heartbeats, spools) in a
+    temp dir, not in ./var of the checkout."""
+    before = os.environ.get("SMARTCITY_DATA_DIR")
+    os.environ["SMARTCITY_DATA_DIR"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if before is None:
+        del os.environ["SMARTCITY_DATA_DIR"]
+    else:
+        os.environ["SMARTCITY_DATA_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     server = start_with_retry(Mosquitto, tmp_path_factory.mktemp("mosquitto"))

@@ -29,13 +29,13 @@ def plan(**kw: object) -> HistoryPlan:
 
 @pytest.mark.parametrize(("query", "expected"), [
     (queries.last_seen_query([Domain.FLOOD]),
-     'SELECT last("seq") AS "seq" FROM "flood" WHERE time > now() - 30d '
-     'GROUP BY "device_id", "source"'),
+     'SELECT * FROM "flood" WHERE time > now() - 30d '
+     'GROUP BY "device_id", "source" ORDER BY time DESC LIMIT 1'),
     (queries.last_seen_query([Domain.HOME, Domain.WEATHER], "15m"),
-     'SELECT last("seq") AS "seq" FROM "home" WHERE time > now() - 15m '
-     'GROUP BY "device_id", "source"; '
-     'SELECT last("seq") AS "seq" FROM "weather" WHERE time > now() - 15m '
-     'GROUP BY "device_id", "source"'),
+     'SELECT * FROM "home" WHERE time > now() - 15m '
+     'GROUP BY "device_id", "source" ORDER BY time DESC LIMIT 1; '
+     'SELECT * FROM "weather" WHERE time > now() - 15m '
+     'GROUP BY "device_id", "source" ORDER BY time DESC LIMIT 1'),
     (queries.latest_query(Domain.FLOOD, "flood-thao-dien"),
      """SELECT last("battery_pct") AS "battery_pct" FROM "flood" WHERE "device_id" = """
      """'flood-thao-dien' AND time > now() - 30d; """
@@ -43,8 +43,8 @@ def plan(**kw: object) -> HistoryPlan:
      """'flood-thao-dien' AND time > now() - 30d; """
      """SELECT last("river_level_cm") AS "river_level_cm" FROM "flood" WHERE "device_id" = """
      """'flood-thao-dien' AND time > now() - 30d; """
-     """SELECT last("seq") AS "seq" FROM "flood" WHERE "device_id" = 'flood-thao-dien' """
-     """AND time > now() - 30d GROUP BY "source\""""),
+     """SELECT * FROM "flood" WHERE "device_id" = 'flood-thao-dien' """
+     """AND time > now() - 30d GROUP BY "source" ORDER BY time DESC LIMIT 1"""),
     (queries.history_query(plan(agg=Agg.MAX, start="2026-06-01T10:00:00Z", every="5m")),
      """SELECT max("water_level_cm") AS "value" FROM "flood" WHERE "device_id" = """
      """'flood-thao-dien' AND time >= 1780308000000ms AND time < 1780315200000ms """

@@ -119,7 +119,9 @@ def test_the_ingest_filter_is_a_shared_subscription() -> None:
 @pytest.mark.parametrize(("topic", "error", "field"), [
     ("elsewhere/flood/a/telemetry", InvalidTopic, "topic"),
     ("city/flood/a", InvalidTopic, "topic"),
-    ("city/flood/a/telemetry/extra", InvalidTopic, "topic"),
+    ("city/flood/a/status/extra", InvalidTopic, "topic"),
+    ("city/flood/a/telemetry/extra/more", InvalidTopic, "topic"),
+    ("city/flood/a/telemetry/Water Level", InvalidTopic, "metric"),
     ("city/volcano/a/telemetry", InvalidTopic, "domain"),
     ("city/flood/A/telemetry", InvalidId, "device_id"),
     ("city/flood/a/gossip", InvalidTopic, "kind"),

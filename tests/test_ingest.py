@@ -64,7 +64,7 @@ def test_readings_of_every_domain_are_stored_with_their_tags(
 BAD_MESSAGES = [
     # (topic under the root, payload, reason, field named in the report)
     ("flood/flood-thao-dien/telemetry", b"{not json", "payload is not valid JSON", "payload"),
-    ("flood/flood-thao-dien/telemetry", b"[1, 2]", "payload must be a JSON object", "payload"),
+    ("flood/flood-thao-dien/telemetry", b"[1, 2]", "invalid SenML", "[0]"),
     ("flood/flood-thao-dien/telemetry", b'{"seq": 1, "water_level_cm": 3}',
      "payload does not match the contract", "ts"),
     ("flood/flood-thao-dien/telemetry", b'{"ts": 1795316645123, "seq": 1, "water_level_cm": "3"}',
@@ -157,7 +157,12 @@ def test_a_device_id_carrying_line_protocol_cannot_inject_a_point_or_a_tag(
         close(client)
 
     measurements = {v[0] for s in influx.query("SHOW MEASUREMENTS") for v in s.values}
-    assert measurements == {"flood", "ingest_stats"}  # ingest's own counters, and nothing else
+    # ingest's own counters and the refusal of the hostile payload, and nothing else
+    assert measurements == {"flood", "ingest_stats", "device_rejections"}
+    rejections = [v[0] for s in influx.query('SHOW SERIES FROM "device_rejections"')
+                  for v in s.values]
+    assert rejections == ["device_rejections,device_id=flood-thao-dien,"
+                          "reason=payload\\ does\\ not\\ match\\ the\\ contract"]
     series = [v[0] for s in influx.query('SHOW SERIES FROM "flood"') for v in s.values]
     assert series == ["flood,device_id=flood-thao-dien,site=flood-thao-dien,source=live,"
                       "ward=an-khanh"]

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
+
 from fastapi import APIRouter
 
 from api import queries, summary
+from api.citymap import city_map
 from api.deps import InfluxDep, NowDep, ServicesDep
-from api.schemas import CitySummary, Problem
+from api.schemas import CityMap, CitySummary, Problem
+from smartcity.city import load_city
 
 router = APIRouter(prefix="/api/v1/city", tags=["city"])
 
@@ -15,3 +20,15 @@ async def city_summary(services: ServicesDep, influx: InfluxDep, now: NowDep) ->
     series = await influx.query(queries.last_values_query(summary.FIGURES, summary.WINDOW))
     return summary.summarize(queries.shape_last_values(series), services.registry,
                              services.warning_levels, now)
+
+
+@lru_cache(maxsize=4)
+def _map_of(city_file: Path | None, scale: int) -> CityMap:
+    # The city file is read once per process: it does not change while the api runs.
+    return city_map(load_city(city_file, scale=scale))
+
+
+@router.get("/map", summary="The city's geometry, for the kiosk board's map",
+            response_description="wards, roads, flood sites, homes and gauges, in lat/lon")
+def city_map_(services: ServicesDep) -> CityMap:
+    return _map_of(services.settings.city_file, services.settings.scale)

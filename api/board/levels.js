@@ -1,0 +1,45 @@
+// How a value looks on the board: congestion of a road, depth of a flood site, air in a home.
+
+// Under these speeds a segment is jammed, as the traffic-jam warning has it.
+const JAM_KMH = 15;
+
+export function congestion(metrics, freeFlowKmh) {
+  const speed = metrics.speed_kmh;
+  const occupancy = metrics.occupancy_pct;
+  if (speed === undefined && occupancy === undefined) return "none";
+  const ratio = speed !== undefined && freeFlowKmh ? speed / freeFlowKmh : 1;
+  const occ = occupancy ?? 0;
+  if ((speed !== undefined && speed < JAM_KMH) || occ >= 60) return "jam";
+  if (ratio < 0.5 || occ >= 40) return "heavy";
+  if (ratio < 0.75 || occ >= 25) return "slow";
+  return "free";
+}
+
+// Relative to the site's warning depth; danger at twice it (40 cm for a 20 cm site).
+export function depth(levelCm, warningCm) {
+  if (levelCm === undefined) return "none";
+  const w = warningCm || 20;
+  if (levelCm >= 2 * w) return "danger";
+  if (levelCm >= w) return "warning";
+  if (levelCm >= w / 2) return "watch";
+  return "low";
+}
+
+// Indoor PM2.5 in µg/m³, by the US EPA's breakpoints the home-air warning also uses.
+export function air(pm25) {
+  if (pm25 === undefined) return "none";
+  if (pm25 >= 150.5) return "danger";
+  if (pm25 >= 55.5) return "warning";
+  if (pm25 >= 35.5) return "watch";
+  return "good";
+}
+
+export function rain(mmH) {
+  if (mmH === undefined) return "none";
+  if (mmH >= 100) return "danger";
+  if (mmH >= 50) return "warning";
+  if (mmH >= 10) return "watch";
+  return "low";
+}
+
+export const LEVEL_RANK = { advisory: 0, watch: 1, warning: 2, danger: 3 };

@@ -1,0 +1,95 @@
+// The kiosk board: wires the live connection, the store and the views together.
+// Query options: ?lang=en|vi, ?stale=SECONDS (default 60).
+
+import { applyStatic, lang, nameOf, setLang, t } from "./i18n.js";
+import { connectLive, fetchJson } from "./live.js";
+import { MapView } from "./map.js";
+import { renderHeader, renderSide, renderTicker } from "./panels.js";
+import { Store } from "./store.js";
+
+const params = new URLSearchParams(location.search);
+const staleS = Number(params.get("stale"));
+const STALE_MS = (Number.isFinite(staleS) && staleS > 0 ? staleS : 60) * 1000;
+const SIDE_EVERY_MS = 250;
+
+const store = new Store();
+const view = new MapView(document.getElementById("map"), store);
+let map = null;
+let connection = "connecting";
+let pending = { all: true, devices: new Set(), alerts: true, registry: true };
+let frame = 0;
+let sideAt = 0;
+let sideTimer = 0;
+
+function schedule() {
+  if (!frame) frame = requestAnimationFrame(render);
+}
+
+function render() {
+  frame = 0;
+  const now = Date.now();
+  const work = pending;
+  pending = { all: false, devices: new Set(), alerts: false, registry: false };
+  if (map) {
+    if (work.all || work.registry) view.syncDevices();
+    if (work.all) view.relabel();
+    else for (const id of work.devices) view.update(id);
+    view.refreshStates(now, STALE_MS);
+  }
+  if (work.all || work.alerts) renderTicker(store);
+  if (work.all || work.registry || now - sideAt >= SIDE_EVERY_MS) {
+    sideAt = now;
+    renderSide(store, map, now, STALE_MS);
+  } else if (work.devices.size && !sideTimer) {
+    // the figures catch up shortly
+    sideTimer = setTimeout(() => { sideTimer = 0; schedule(); }, SIDE_EVERY_MS);
+  }
+  renderHeader(store, now, connection);
+  const city = document.getElementById("city-name");
+  if (map && city.textContent !== nameOf(map)) city.textContent = nameOf(map);
+  document.body.dataset.ready = map && connection === "live" ? "1" : "0";
+}
+
+function onMessage(msg) {
+  const change = store.apply(msg, Date.now());
+  if (!change) return;
+  if (change.all) pending.all = true;
+  if (change.device) pending.devices.add(change.device);
+  if (change.alerts) pending.alerts = true;
+  if (change.registry) pending.registry = true;
+  schedule();
+}
+
+function onState(state) {
+  connection = state;
+  schedule();
+}
+
+function switchLang(value) {
+  setLang(value);
+  applyStatic();
+  document.getElementById("lang-toggle").textContent = t("langButton");
+  document.getElementById("map").setAttribute("aria-label", t("map"));
+  pending.all = true;
+  schedule();
+}
+
+document.getElementById("lang-toggle").addEventListener("click", () => {
+  switchLang(lang === "vi" ? "en" : "vi");
+});
+switchLang(lang);
+
+// The clock, the simulated time and staleness move on without any message.
+setInterval(() => {
+  sideAt = 0;
+  schedule();
+}, 1000);
+
+const scheme = location.protocol === "https:" ? "wss" : "ws";
+connectLive(`${scheme}://${location.host}/api/v1/live`, { onMessage, onState });
+fetchJson("/api/v1/city/map").then((value) => {
+  map = value;
+  view.build(map);
+  pending.all = true;
+  schedule();
+});

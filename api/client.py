@@ -1,0 +1,127 @@
+"""``smartcity devices``: register and manage exhibitor devices from the command line, through
+the api (the same endpoints as ``/api/v1/devices``, with the admin token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+import httpx
+import orjson
+
+DEFAULT_API = "http://127.0.0.1:8000"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--api", default=None,
+                   help=f"api address (default: SMARTCITY_API_URL or {DEFAULT_API})")
+    p.add_argument("--json", action="store_true", help="print the api's JSON answer")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="register a device and print its credentials (once)")
+    add.add_argument("--name", required=True, help="display name (Vietnamese welcome)")
+    add.add_argument("--name-en", default=None, help="English display name")
+    add.add_argument("--domain", required=True, choices=["home", "traffic", "flood", "weather"])
+    add.add_argument("--lat", type=float, required=True)
+    add.add_argument("--lon", type=float, required=True)
+    add.add_argument("--metric", action="append", required=True, dest="metrics",
+                     help="a metric it sends, e.g. water_level_cm (repeat for more)")
+    add.add_argument("--ward", default=None, help="its ward (default: nearest)")
+    add.add_argument("--id", default=None, dest="device_id", help="a wished-for device id")
+    actions.add_parser("list", help="list the exhibitors' devices")
+    for name, text in (("show", "last seen, message counts and the last rejected payloads"),
+                       ("rotate", "issue a new password (a connected device is disconnected)"),
+                       ("remove", "remove the device and revoke its account")):
+        actions.add_parser(name, help=text).add_argument("device_id")
+
+
+def _token() -> dict[str, str]:
+    token = os.environ.get("SMARTCITY_ADMIN_TOKEN", "")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _call(args: argparse.Namespace) -> httpx.Response:
+    base = (args.api or os.environ.get("SMARTCITY_API_URL") or DEFAULT_API).rstrip("/")
+    with httpx.Client(base_url=base, headers=_token(), timeout=15.0) as http:
+        if args.action == "add":
+            body = {"name": args.name, "name_en": args.name_en, "domain": args.domain,
+                    "location": {"lat": args.lat, "lon": args.lon}, "metrics": args.metrics,
+                    "ward": args.ward, "device_id": args.device_id}
+            return http.post("/api/v1/devices",
+                             json={k: v for k, v in body.items() if v is not None})
+        if args.action == "list":
+            return http.get("/api/v1/devices")
+        if args.action == "show":
+            return http.get(f"/api/v1/devices/{args.device_id}")
+        if args.action == "rotate":
+            return http.post(f"/api/v1/devices/{args.device_id}/rotate")
+        return http.delete(f"/api/v1/devices/{args.device_id}")
+
+
+def _problem(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        return response.text
+    if isinstance(detail, list):  # a 422: one line per problem
+        return "; ".join(f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}"
+                         for d in detail)
+    return str(detail)
+
+
+def _print_credentials(c: dict[str, Any] | None) -> None:
+    if c is None:
+        print("  credentials: none (this broker takes anonymous devices)")
+        return
+    print(f"  broker:   {c['broker']}\n  username: {c['username']}\n  password: {c['password']}")
+
+
+def _print(args: argparse.Namespace, data: Any) -> None:
+    if args.action == "add":
+        d = data["device"]
+        print(f"registered {d['device_id']} ({d['domain']}, ward {d['ward']})")
+        _print_credentials(data["credentials"])
+        t = data["topics"]
+        print(f"  publish:  {t['telemetry']}\n  errors:   {t['errors']}  (subscribe: why a "
+              f"message was rejected)\n  try it:   {data['example']['mosquitto_pub']}")
+        print(data["note"])
+    elif args.action == "list":
+        for d in data:
+            print(f"{d['device_id']:<32} {d['domain']:<8} {d['ward']:<16} {d['name']}")
+        if not data:
+            print("no exhibitor devices yet: smartcity devices add --help")
+    elif args.action == "show":
+        d, m = data["device"], data["messages"]
+        print(f"{d['device_id']} ({d['domain']}) {d['name']}: {data['status']}, last seen "
+              f"{data['last_seen'] or 'never'}; {m['stored']} stored, {m['rejected']} rejected")
+        for r in data["last_rejected"]:
+            print(f"  {r['time']} {r['reason']}: {r['problems']}\n      payload {r['payload']}")
+        for hint in data["hints"]:
+            print(f"  - {hint}")
+    elif args.action == "rotate":
+        print(f"new credentials for {data['device_id']}")
+        _print_credentials(data["credentials"])
+        print(data["note"])
+    else:
+        print(f"removed {args.device_id}; its account is revoked")
+
+
+def devices_main(args: argparse.Namespace) -> int:
+    """0 on success; 1 when the api refused (its reason printed); 3 when it is unreachable."""
+    try:
+        response = _call(args)
+    except httpx.HTTPError as e:
+        print(f"smartcity devices: cannot reach the api: {e}", file=sys.stderr)
+        return 3
+    if response.status_code >= 400:
+        print(f"smartcity devices {args.action}: {response.status_code}: {_problem(response)}",
+              file=sys.stderr)
+        return 1
+    data = response.json() if response.content else None
+    if args.json:
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        _print(args, data)
+    return 0

@@ -1,0 +1,2 @@
+"""MicroPython's ``ubinascii`` is CPython's ``binascii``."""
+from binascii import *  # noqa: F403
