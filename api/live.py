@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Hashable
@@ -86,6 +87,9 @@ class LiveSettings(BaseSettings):
     delivery_budget: int = Field(default=1000, ge=1,
                                  description="readings x screens handed out per tick; beyond, "
                                              "readings are coalesced per device")
+    decode_per_tick: int = Field(default=200, ge=1,
+                                 description="readings judged one by one per tick; beyond, "
+                                             "only each topic's newest")
     inbox_max: int = Field(default=200_000, ge=1, description="readings waiting for the "
                                                               "fan-out before new ones are "
                                                               "dropped")
@@ -159,6 +163,14 @@ class LiveHub:
         self._prefix = self.root + "/"
         self._state_topic = str(state_topic(self.root))
         self._inbox: deque[Event] = deque()
+        # Telemetry waits here undecoded until the next tick: every message, in order, up to
+        # `decode_per_tick`; beyond that only the newest per topic (a screen shows a device's
+        # newest value), so a replay at 10k messages a second costs the hub what its devices
+        # cost, not what its messages do.
+        self._pending: list[tuple[str, bytes, int]] = []
+        self._newest: dict[str, tuple[bytes, int]] = {}
+        self._pending_lock = threading.Lock()
+        self.superseded = 0
         # Exhibitor devices announced so far, by the network thread; the registration route
         # also writes the registry, so "added" and "removed" are judged against this.
         self._announced: dict[str, DeviceInfo] = {
@@ -198,8 +210,20 @@ class LiveHub:
 
     def receive(self, topic: str, payload: bytes, retained: bool) -> None:
         self.received += 1
+        if "/telemetry" in topic and topic.startswith(self._prefix):
+            with self._pending_lock:
+                if len(self._pending) < self.settings.decode_per_tick:
+                    self._pending.append((topic, payload, now_ms()))
+                else:
+                    if topic in self._newest:
+                        self.superseded += 1
+                    self._newest[topic] = (payload, now_ms())
+            return
+        self._take(topic, payload)
+
+    def _take(self, topic: str, payload: bytes, received: int | None = None) -> None:
         try:
-            items = self._judge(topic, payload)
+            items = self._judge(topic, payload, received)
         except ContractError as e:
             self.invalid += 1
             log.debug("live stream ignored %s (%s): %s", topic, e, truncate(payload))
@@ -217,7 +241,7 @@ class LiveHub:
             return
         self._inbox.extend(items)
 
-    def _judge(self, topic: str, payload: bytes) -> list[Event]:
+    def _judge(self, topic: str, payload: bytes, received: int | None = None) -> list[Event]:
         if topic == self._state_topic:
             return [simulation_event(decode_state(payload) if payload else STOPPED, topic)]
         if not topic.startswith(self._prefix):
@@ -228,13 +252,23 @@ class LiveHub:
         if levels[0] == "devices":
             return self._profile(topic, levels, payload)
         if len(levels) >= 3 and levels[2] == "telemetry":
-            return self._telemetry(topic, payload)
+            return self._telemetry(topic, payload, received)
         if len(levels) == 3 and levels[2] == "status":
             return self._status(topic, payload)
         raise ContractError("not a topic of the live stream", [FieldProblem("topic", topic)])
 
-    def _telemetry(self, topic: str, payload: bytes) -> list[Event]:
-        received = now_ms()
+    def _take_pending(self) -> None:
+        """Judge the telemetry that arrived since the last tick, the newest per topic."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+            newest, self._newest = self._newest, {}
+        for topic, payload, received in pending:
+            self._take(topic, payload, received)
+        for topic, (payload, received) in newest.items():
+            self._take(topic, payload, received)
+
+    def _telemetry(self, topic: str, payload: bytes, received: int | None = None) -> list[Event]:
+        received = now_ms() if received is None else received
         out = []
         for reading in decode_readings(topic, payload, self.root, received):
             device = self.registry.get(reading.device_id)
@@ -339,6 +373,7 @@ class LiveHub:
     def tick(self, now: float, ping: bool = False) -> None:
         """Drain the inbox, keep the snapshot state, hand each event to the clients that
         want it, and close clients that have fallen behind."""
+        self._take_pending()
         inbox = self._inbox
         batch = [inbox.popleft() for _ in range(len(inbox))]
         out: list[Event] = []
@@ -466,7 +501,7 @@ class LiveHub:
             clients=len(clients), connections=self.connections, received=self.received,
             readings=self.readings, invalid=self.invalid, overflowed=self.overflowed,
             events=self.events, delivered=self.delivered,
-            coalesced=self._coalesced + self._pacer.coalesced +
+            coalesced=self.superseded + self._coalesced + self._pacer.coalesced +
             sum(c.outbox.coalesced for c in clients),
             dropped_clients=self.dropped_clients, held=len(self._pacer), budget=self._budget)
 

@@ -206,6 +206,7 @@ def main(args: argparse.Namespace) -> int:
                                       anonymous)
         print(f"""
 smartcity is up
+  board      {api_url}/board   (the visitors' live city map)
   api        {api_url}   (docs {api_url}/docs, readiness {api_url}/readyz)
 {broker_summary}  influxdb   {influx.url}   (database {influx.db})
   data       {data_dir}

@@ -315,6 +315,25 @@ def test_hub_paces_readings_within_its_budget() -> None:
         ("flood-thao-dien", 2), ("rain-sai-gon", 2), ("tide-phu-an", 2)]
 
 
+def test_hub_judges_every_reading_in_order_up_to_its_limit_then_each_topics_newest() -> None:
+    h = hub(decode_per_tick=3)
+    a = h.join(parse_filter())
+    for seq in (1, 2):
+        feed(h, "flood-thao-dien", seq)
+    feed(h, "tide-phu-an", 1)
+    for seq in (2, 3, 4):  # past the limit: only the newest of each topic is judged
+        feed(h, "tide-phu-an", seq)
+    feed(h, "rain-sai-gon", 1)
+    h.tick(now=0)
+    assert seqs(a.outbox.pop_many(10)) == [("flood-thao-dien", 1), ("flood-thao-dien", 2),
+                                           ("tide-phu-an", 1), ("tide-phu-an", 4),
+                                           ("rain-sai-gon", 1)]
+    assert (h.stats().readings, h.stats().coalesced) == (5, 2)
+    feed(h, "tide-phu-an", 5)
+    h.tick(now=0.05)  # a new tick judges one by one again
+    assert seqs(a.outbox.pop_many(10)) == [("tide-phu-an", 5)]
+
+
 def test_hub_halves_its_budget_when_most_clients_fall_behind() -> None:
     h = hub(delivery_budget=1000, buffer=1, behind_limit_s=60)
     a, b = h.join(parse_filter()), h.join(parse_filter())

@@ -143,11 +143,14 @@ def test_smartcity_up_runs_the_city_end_to_end_and_leaves_nothing_behind(
         stack.wait_up()
         out = stack.output()
         assert f"api        {stack.api}" in out
+        assert f"board      {stack.api}/board" in out
         assert f"mqtt://127.0.0.1:{stack.ports['mqtt']}" in out
         assert len(stack.child_pids()) == 4  # ingest, rules, api, simulate
         assert_each_service_has_its_own_account(stack)
 
         with httpx.Client(base_url=stack.api, timeout=10) as api:
+            board = api.get("/board")
+            assert board.status_code == 200 and "text/html" in board.headers["content-type"]
             wait_for(lambda: api.get("/readyz").status_code == 200, timeout=30,
                      what="the api to be ready")
             def latest_of(device: str) -> dict[str, Any] | None:
