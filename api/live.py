@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.livebuffer import Outbox, Pacer
@@ -56,12 +56,13 @@ from api.livewire import (
 )
 from api.status import StatusTracker
 from smartcity.alerts import AlertState, decode_alert
-from smartcity.codec import Reading, decode_message, decode_status, problems_of
+from smartcity.codec import Reading, decode_message, decode_status
 from smartcity.control import STOPPED, decode_state, state_topic
-from smartcity.errors import ContractError, FieldProblem, InvalidPayload
+from smartcity.errors import ContractError, FieldProblem
 from smartcity.ids import check_id
 from smartcity.logs import truncate
 from smartcity.models import Source
+from smartcity.profiles import Change, apply_profile, decode_profile
 from smartcity.registry import DeviceInfo, Registry
 from smartcity.topics import TopicFilter, check_domain, parse_device_topic, profile_filter
 
@@ -250,7 +251,7 @@ class LiveHub:
         if levels[0] == "alerts":
             return self._alert(topic, levels, payload)
         if levels[0] == "devices":
-            return self._profile(topic, levels, payload)
+            return self._profile(topic, payload)
         if len(levels) >= 3 and levels[2] == "telemetry":
             return self._telemetry(topic, payload, received)
         if len(levels) == 3 and levels[2] == "status":
@@ -305,36 +306,26 @@ class LiveHub:
                 "alert_id", f"{alert.domain.value}/{alert.alert_id} on {topic!r}")])
         return [alert_event(alert, topic)]
 
-    def _profile(self, topic: str, levels: list[str], payload: bytes) -> list[Event]:
-        if len(levels) != 3 or levels[2] != "profile":
-            raise ContractError("not a profile topic", [FieldProblem("topic", topic)])
-        device_id = check_id(levels[1])
+    def _profile(self, topic: str, payload: bytes) -> list[Event]:
+        profile = decode_profile(topic, payload, self.root)
+        device_id = profile.device_id
         existing = self.registry.get(device_id)
-        if existing is not None and existing.source is not Source.LIVE:
+        if apply_profile(self.registry, profile) is Change.REFUSED:
             raise ContractError("not an exhibitor device", [FieldProblem(
-                "device_id", f"{device_id!r} is one of the city's own devices; a profile "
-                             "neither replaces nor removes it")])
+                "device_id", f"{device_id!r} is one of the city's own devices, or its profile "
+                             "does not say 'live'; a profile neither replaces nor removes a "
+                             "city device")])
+        # The registration route also writes the registry, so whether screens heard of the
+        # device is judged against what the hub announced.
         announced = self._announced.get(device_id)
-        if not payload:
-            self.registry.remove(device_id)
+        if profile.device is None:
             gone = self._announced.pop(device_id, None) or existing
             return [device_event(DeviceAction.REMOVED, gone, self.root)] if gone else []
-        try:
-            device = DeviceInfo.model_validate_json(payload)
-        except ValidationError as e:
-            raise InvalidPayload("profile does not match the contract", problems_of(e)) from None
-        if device.device_id != device_id:
-            raise ContractError("profile of another device", [FieldProblem(
-                "device_id", f"{device.device_id!r} on the profile topic of {device_id!r}")])
-        if device.source is not Source.LIVE:
-            raise ContractError("profile of a device that is not live", [FieldProblem(
-                "source", "an exhibitor device's profile says 'live'")])
-        self.registry.put(device)
-        if device == announced:
+        if profile.device == announced:
             return []  # the same retained profile again (a reconnect)
-        self._announced[device_id] = device
+        self._announced[device_id] = profile.device
         action = DeviceAction.ADDED if announced is None else DeviceAction.UPDATED
-        return [device_event(action, device, self.root)]
+        return [device_event(action, profile.device, self.root)]
 
     # --- the fan-out, on the event loop ------------------------------------------------
 

@@ -13,6 +13,7 @@ import orjson
 
 from ingest.service import IngestService
 from smartcity.city import load_city
+from smartcity.registry import Registry
 from smartcity.settings import InfluxSettings, IngestSettings, MqttSettings
 
 
@@ -34,8 +35,9 @@ def ingest_settings(mqtt: MqttSettings, influx: InfluxSettings, data_dir: Path,
 
 
 @contextmanager
-def running_ingest(settings: IngestSettings) -> Iterator[IngestService]:
-    service = IngestService(settings, load_city().registry())
+def running_ingest(settings: IngestSettings, registry: Registry | None = None
+                   ) -> Iterator[IngestService]:
+    service = IngestService(settings, registry or load_city().registry())
     service.start()
     try:
         if not service.subscribed.wait(10):

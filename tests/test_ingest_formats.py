@@ -21,7 +21,6 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.lineprotocol import printable
-from ingest.service import IngestService
 from rules.service import RulesService
 from rules.settings import RulesSettings
 from smartcity.alerts import AlertLevel, AlertState, decode_alert
@@ -30,9 +29,9 @@ from smartcity.errors import REASON_CODES, Reason
 from smartcity.influx import InfluxClient
 from smartcity.models import Source
 from smartcity.registry import DeviceInfo, Registry
-from smartcity.settings import IngestSettings, MqttSettings
+from smartcity.settings import MqttSettings
 from smartcity.topics import Domain, profile_topic
-from tests.ingest_helpers import ingest_settings, now_ms
+from tests.ingest_helpers import ingest_settings, now_ms, running_ingest
 from tests.mqtt import close, collecting, connect, publish, wait_for
 
 pytestmark = pytest.mark.servers
@@ -56,17 +55,6 @@ def unregister(settings: MqttSettings, device_id: str) -> None:
     publish(settings, str(profile_topic(device_id, settings.root)), b"", retain=True)
 
 
-@contextmanager
-def running(settings: IngestSettings, registry: Registry | None = None
-            ) -> Iterator[IngestService]:
-    service = IngestService(settings, registry or load_city().registry())
-    service.start()
-    try:
-        if not service.subscribed.wait(10):
-            raise AssertionError("ingest did not subscribe")
-        yield service
-    finally:
-        service.stop()
 
 
 @dataclass(frozen=True)
@@ -128,7 +116,7 @@ def test_each_format_is_stored_with_its_values_and_times(
             {"n": "power", "u": "kW", "v": 1.2}])),
         (f"{root}/weather/rain-sai-gon/telemetry/rain_mm_h", b"42.5"),
     ]
-    with running(ingest_settings(mqtt_settings, influx.settings, tmp_path)) as ingest:
+    with running_ingest(ingest_settings(mqtt_settings, influx.settings, tmp_path)) as ingest:
         client = connect(mqtt_settings)
         before = now_ms()
         for topic, payload in messages:
@@ -210,8 +198,8 @@ def test_every_refusal_reaches_the_device_with_its_reason_code_and_is_stored(
                                         source=Source.LIVE, metrics=())
     registry = Registry([*load_city().registry(), broken])
     register(mqtt_settings, expo())
-    with running(ingest_settings(mqtt_settings, influx.settings, tmp_path), registry) as ingest,\
-            reports(mqtt_settings) as got:
+    settings = ingest_settings(mqtt_settings, influx.settings, tmp_path)
+    with running_ingest(settings, registry) as ingest, reports(mqtt_settings) as got:
         wait_for(lambda: EXPO in ingest.registry, what="the exhibitor's device registered")
         client = connect(mqtt_settings)
         client.publish(f"{root}/flood/Not An Id/telemetry", b"{}", qos=1).wait_for_publish(5)
@@ -264,7 +252,7 @@ def test_rejection_records_are_escaped_whatever_a_device_sends(
     odd_domain = 'vol"c\\a,n o=x'  # a topic level with line-protocol syntax in it
     sent = [(f"{root}/flood/flood-thao-dien/telemetry", p) for p in HOSTILE]
     sent.append((f"{root}/{odd_domain}/flood-thao-dien/telemetry", b"\\\n\""))
-    with running(ingest_settings(mqtt_settings, influx.settings, tmp_path)) as ingest:
+    with running_ingest(ingest_settings(mqtt_settings, influx.settings, tmp_path)) as ingest:
         client = connect(mqtt_settings)
         for topic, payload in sent:
             client.publish(topic, payload, qos=1).wait_for_publish(5)
@@ -298,7 +286,7 @@ def test_a_device_registered_while_ingest_runs_is_accepted_at_once_and_refused_a
         mqtt_settings: MqttSettings, influx: InfluxClient, tmp_path: Path) -> None:
     root = mqtt_settings.root
     topic = f"{root}/flood/{EXPO}/telemetry"
-    with running(ingest_settings(mqtt_settings, influx.settings, tmp_path)) as ingest, \
+    with running_ingest(ingest_settings(mqtt_settings, influx.settings, tmp_path)) as ingest, \
             reports(mqtt_settings) as got:
         publish(mqtt_settings, topic + "/water_level_cm", b"12")
         wait_for(lambda: len(got) == 1, what="the first refusal")
@@ -333,7 +321,7 @@ def test_a_device_registered_while_ingest_was_down_is_known_when_it_starts(
     assert city_device is not None
     publish(mqtt_settings, str(profile_topic("flood-thao-dien", mqtt_settings.root)), b"",
             retain=True)
-    with running(ingest_settings(mqtt_settings, influx.settings, tmp_path)) as ingest:
+    with running_ingest(ingest_settings(mqtt_settings, influx.settings, tmp_path)) as ingest:
         publish(mqtt_settings, f"{mqtt_settings.root}/flood/{EXPO}/telemetry/water_level_cm",
                 b"3.5")
         publish(mqtt_settings, f"{mqtt_settings.root}/flood/flood-thao-dien/telemetry/"
