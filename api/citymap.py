@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TypedDict
 
 from api.schemas import Bounds, CityMap, Location, MapFloodSite, MapPlace, MapRoad, MapWard
+from rules.config import RuleSet
 from smartcity.city import DOMAIN_OF, City, Place, Road
 from smartcity.topics import Domain
 
@@ -84,7 +85,15 @@ def _place(city: City, section: str, p: Place) -> _PlaceFields:
                         copy_of=original if original != p.id else None, copy_index=copy_index)
 
 
-def city_map(city: City) -> CityMap:
+def flood_levels(rules: RuleSet, site: str) -> dict[str, float]:
+    """The depths at which the flood-depth rule raises each level at ``site``."""
+    rule = next((r for r in rules.enabled() if r.domain is Domain.FLOOD
+                 and r.metric == "water_level_cm"), None)
+    return {t.level.value: t.enter for t in rule.thresholds(site)} if rule else {}
+
+
+def city_map(city: City, rules: RuleSet | None = None) -> CityMap:
+    """The geometry; ``rules`` (already ``with_city``) give each flood site its levels."""
     everything = [p for _, places in city.sections() for p in places]
     in_ward: dict[str, list[Place]] = defaultdict(list)
     for p in everything:
@@ -102,6 +111,7 @@ def city_map(city: City) -> CityMap:
                      lines=road_lines(r, centres))
              for r in city.roads]
     floods = [MapFloodSite(**_place(city, "flood_sites", f), warning_cm=f.warning_cm,
+                           levels=flood_levels(rules, f.id) if rules else {},
                            roads=list(f.roads))
               for f in city.flood_sites]
     drawn = [Location(lat=p.lat, lon=p.lon) for p in everything]

@@ -230,6 +230,10 @@ class MapRoad(MapPlace):
 
 class MapFloodSite(MapPlace):
     warning_cm: float = Field(description="depth at which the streets are unsafe")
+    levels: dict[str, float] = Field(
+        description="the flood rule's levels at this site, mildest first (watch, warning, "
+                    "danger: the depths at which the rules service raises each)",
+        examples=[{"watch": 10, "warning": 15, "danger": 40}])
     roads: list[str] = Field(description="road segments it floods")
 
 

@@ -168,6 +168,10 @@ class ApiSettings(CommonSettings):
     host: str = Field(default="127.0.0.1", alias="SMARTCITY_API_HOST")
     port: int = Field(default=8000, ge=1, le=65535, alias="SMARTCITY_API_PORT")
     admin_token: SecretStr | None = Field(default=None, alias="SMARTCITY_ADMIN_TOKEN")
+    rules_file: Path | None = Field(
+        default=None, alias="SMARTCITY_RULES_FILE",
+        description="the warning rules, as the rules service reads them: the board colours "
+                    "flood sites by the same levels (default: the built-in HCMC rules)")
     device_accounts: Literal["dynsec", "none"] = Field(
         default="dynsec", alias="SMARTCITY_API_DEVICE_ACCOUNTS",
         description="dynsec: each registered device gets its own account on the broker "

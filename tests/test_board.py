@@ -139,7 +139,9 @@ STORE_CHECKS = """async () => {
               s.statuses.size, s.alerts.size, s.simulation];
   out.levels = [congestion({ speed_kmh: 10 }, 50), congestion({ speed_kmh: 45 }, 50),
                 congestion({ speed_kmh: 30, occupancy_pct: 45 }, 50), congestion({}, 50),
-                depth(9.9, 20), depth(10, 20), depth(20, 20), depth(40, 20), depth(7.5, 15)];
+                depth(9.9, 20), depth(10, 20), depth(20, 20), depth(40, 20), depth(7.5, 15),
+                depth(30, 15, { watch: 10, warning: 15, danger: 40 }),
+                depth(40, 15, { watch: 10, warning: 15, danger: 40 })];
   return out;
 }"""
 
@@ -162,7 +164,8 @@ def test_the_board_keeps_its_state_by_the_live_protocol(browser: Browser) -> Non
     assert (out["added"], out["removed"]) == ("live", False)
     assert out["kept"] == [3, "stale", 0, 0, None]
     assert out["levels"] == ["jam", "free", "heavy", "none",
-                             "low", "watch", "warning", "danger", "watch"]
+                             "low", "watch", "warning", "danger", "watch",
+                             "warning", "danger"]  # the rule's levels, when the map has them
     page.close()
 
 

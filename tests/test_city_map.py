@@ -18,6 +18,7 @@ from smartcity.settings import ApiSettings, InfluxSettings, MqttSettings
 pytestmark = pytest.mark.servers
 
 CITY = load_city()
+REPO = Path(__file__).resolve().parents[1]
 
 
 def get_map(settings: ApiSettings) -> dict[str, Any]:
@@ -64,6 +65,11 @@ def test_the_map_holds_every_place_of_the_city_file_with_its_bilingual_names(
     assert floods["flood-thao-dien"]["name_en"] == "Thao Dien flood point (Quoc Huong)"
     assert floods["flood-nguyen-huu-canh"]["roads"] == ["nguyen-huu-canh"]
     assert floods["flood-nguyen-huu-canh"]["warning_cm"] == 20
+    # the levels at which the rules service raises its alerts there (rules/defaults.toml,
+    # with the site's own warning depth)
+    assert floods["flood-thao-dien"]["levels"] == {"watch": 10, "warning": 15, "danger": 40}
+    assert floods["flood-nguyen-huu-canh"]["levels"] == {"watch": 10, "warning": 20,
+                                                         "danger": 40}
     home = by_id(hcmc["homes"])["home-thao-dien"]
     assert (home["domain"], home["ward"], point(home["location"])) == \
         ("home", "an-khanh", (10.8030, 106.7335))
@@ -167,3 +173,14 @@ def test_the_map_is_in_the_openapi_document(settings: ApiSettings) -> None:
         spec = client.get("/openapi.json").json()
     assert "/api/v1/city/map" in spec["paths"]
     assert {"CityMap", "MapRoad", "MapFloodSite", "MapWard"} <= set(spec["components"]["schemas"])
+
+
+def test_flood_levels_follow_the_rule_file_the_rules_service_reads(
+        settings: ApiSettings, tmp_path: Path) -> None:
+    defaults = (REPO / "rules/defaults.toml").read_text(encoding="utf-8")
+    assert "level = \"danger\"\nenter = 40\n" in defaults
+    rules = tmp_path / "rules.toml"
+    rules.write_text(defaults.replace("level = \"danger\"\nenter = 40\n",
+                                      "level = \"danger\"\nenter = 55\n"), encoding="utf-8")
+    floods = by_id(get_map(settings.model_copy(update={"rules_file": rules}))["flood_sites"])
+    assert floods["flood-thao-dien"]["levels"] == {"watch": 10, "warning": 15, "danger": 55}

@@ -15,13 +15,16 @@ export function congestion(metrics, freeFlowKmh) {
   return "free";
 }
 
-// Relative to the site's warning depth; danger at twice it (40 cm for a 20 cm site).
-export function depth(levelCm, warningCm) {
+// By the flood rule's levels at the site (/api/v1/city/map gives them), so a site turns the
+// colour of the alert the rules service raises there; without them, relative to the site's
+// warning depth.
+export function depth(levelCm, warningCm, levels) {
   if (levelCm === undefined) return "none";
   const w = warningCm || 20;
-  if (levelCm >= 2 * w) return "danger";
-  if (levelCm >= w) return "warning";
-  if (levelCm >= w / 2) return "watch";
+  const at = { watch: w / 2, warning: w, danger: 2 * w, ...(levels || {}) };
+  if (levelCm >= at.danger) return "danger";
+  if (levelCm >= at.warning) return "warning";
+  if (levelCm >= at.watch) return "watch";
   return "low";
 }
 

@@ -206,7 +206,7 @@ export class MapView {
       value = m.speed_kmh === undefined ? "–" : `${num(m.speed_kmh, 0)} km/h`;
       if (m.occupancy_pct !== undefined) value += ` · ${num(m.occupancy_pct, 0)}%`;
     } else if (kind === "flood") {
-      node.marker.dataset.level = depth(m.water_level_cm, place.warning_cm);
+      node.marker.dataset.level = depth(m.water_level_cm, place.warning_cm, place.levels);
       value = m.water_level_cm === undefined ? "– cm"
         : `${num(m.water_level_cm, 1)} cm`;
       value += ` / ${num(place.warning_cm, 0)}`;

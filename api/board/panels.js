@@ -106,7 +106,7 @@ export function renderSide(store, map, now, staleMs) {
     }
   }
   for (const f of map?.flood_sites || []) {
-    const level = depth(store.metrics(f.device_id).water_level_cm, f.warning_cm);
+    const level = depth(store.metrics(f.device_id).water_level_cm, f.warning_cm, f.levels);
     if (fresh(f.device_id) && (level === "warning" || level === "danger")) flooded += 1;
   }
   let reporting = 0;

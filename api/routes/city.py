@@ -9,6 +9,7 @@ from api import queries, summary
 from api.citymap import city_map
 from api.deps import InfluxDep, NowDep, ServicesDep
 from api.schemas import CityMap, CitySummary, Problem
+from rules.config import load_rules
 from smartcity.city import load_city
 
 router = APIRouter(prefix="/api/v1/city", tags=["city"])
@@ -23,12 +24,14 @@ async def city_summary(services: ServicesDep, influx: InfluxDep, now: NowDep) ->
 
 
 @lru_cache(maxsize=4)
-def _map_of(city_file: Path | None, scale: int) -> CityMap:
-    # The city file is read once per process: it does not change while the api runs.
-    return city_map(load_city(city_file, scale=scale))
+def _map_of(city_file: Path | None, scale: int, rules_file: Path | None) -> CityMap:
+    # The city and rule files are read once per process: they do not change while it runs.
+    city = load_city(city_file, scale=scale)
+    return city_map(city, load_rules(rules_file).with_city(city))
 
 
 @router.get("/map", summary="The city's geometry, for the kiosk board's map",
             response_description="wards, roads, flood sites, homes and gauges, in lat/lon")
 def city_map_(services: ServicesDep) -> CityMap:
-    return _map_of(services.settings.city_file, services.settings.scale)
+    settings = services.settings
+    return _map_of(settings.city_file, settings.scale, settings.rules_file)
