@@ -35,6 +35,7 @@ from rules.wording import WardNames, render
 from smartcity.alerts import Alert, AlertState, alert_id
 from smartcity.codec import Reading
 from smartcity.models import Source, format_ts
+from smartcity.profiles import Profile, apply_profile
 from smartcity.registry import DeviceInfo, Registry
 from smartcity.topics import Domain
 
@@ -180,6 +181,16 @@ class Engine:
     def active(self) -> list[Alert]:
         return [t.alert for t in self._tracks.values() if t.alert is not None]
 
+    def forget(self, device_id: str) -> list[Alert]:
+        """A device removed from the exhibit: its tracks go, and its active alerts come back
+        as cleared events to publish, so none stays on the screens."""
+        out = []
+        for key in [k for k in self._tracks if k[1] == device_id]:
+            track = self._tracks.pop(key)
+            if track.alert is not None:
+                out.append(_withdrawn(track.alert, track.last_ts, DEVICE_REMOVED))
+        return out
+
     # -- persistence -----------------------------------------------------------------------
 
     def dump(self) -> dict[str, Any]:
@@ -194,7 +205,10 @@ class Engine:
                 "loss": {names[k]: s for k, s in t.loss.items()},
                 "alert": t.alert.model_dump(mode="json") if t.alert else None,
             })
-        return {"version": STATE_VERSION, "tracks": tracks}
+        # Exhibitor devices too: after a restart their alerts are restored before their
+        # retained profiles arrive again.
+        devices = [d.model_dump(mode="json") for d in self.registry if d.source is Source.LIVE]
+        return {"version": STATE_VERSION, "tracks": tracks, "devices": devices}
 
     def restore(self, data: dict[str, Any]) -> list[Alert]:
         """Take back a :meth:`dump`. Alerts whose rule, level or device is gone since (the rule
@@ -203,6 +217,9 @@ class Engine:
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"unknown rules state version {data.get('version')!r}")
         self._tracks.clear()
+        for raw_device in data.get("devices", []):
+            apply_profile(self.registry, Profile(raw_device["device_id"],
+                                                 DeviceInfo.model_validate(raw_device)))
         orphans: list[Alert] = []
         for raw in data["tracks"]:
             alert = Alert.model_validate(raw["alert"]) if raw["alert"] else None
@@ -228,11 +245,17 @@ class Engine:
         return self._tracks.items()
 
 
-def _withdrawn(alert: Alert, last_ts: int | None) -> Alert:
+RULE_CHANGED = ("Quy tắc cảnh báo này đã được thay đổi hoặc gỡ bỏ.",
+                "The rule behind this alert was changed or removed.")
+DEVICE_REMOVED = ("Thiết bị đo đã được gỡ khỏi triển lãm.",
+                  "The sensor was removed from the exhibit.")
+
+
+def _withdrawn(alert: Alert, last_ts: int | None,
+               why: tuple[str, str] = RULE_CHANGED) -> Alert:
     ts = format_ts(max(last_ts or 0, alert.updated_ms))
     return alert.model_copy(update={
         "state": AlertState.CLEARED, "updated_at": ts, "cleared_at": ts,
         "title_vi": f"Đã gỡ cảnh báo: {alert.title_vi}",
         "title_en": f"Alert withdrawn: {alert.title_en}",
-        "message_vi": "Quy tắc cảnh báo này đã được thay đổi hoặc gỡ bỏ.",
-        "message_en": "The rule behind this alert was changed or removed."})
+        "message_vi": why[0], "message_en": why[1]})

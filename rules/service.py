@@ -66,6 +66,7 @@ class Item:
     mid: int
     qos: int
     generation: int  # the MQTT connection it arrived on; acks never cross connections
+    removed: str | None = None  # a device removed by its profile: withdraw its alerts
 
 
 @dataclass
@@ -193,6 +194,11 @@ class RulesService:
         else:
             if change is not Change.UNCHANGED:
                 log.info("exhibitor device %s %s", profile.device_id, change.value)
+            if change is Change.REMOVED:
+                # Acknowledged by the worker, once the device's alerts are withdrawn and saved.
+                self._queue.put(Item([], msg.mid, msg.qos, self.session.generation,
+                                     removed=profile.device_id))
+                return
         self.session.ack(self.client, msg.mid, msg.qos, self.session.generation)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
@@ -246,6 +252,8 @@ class RulesService:
         events: list[Alert] = []
         with self._lock:
             for item in batch:
+                if item.removed is not None:
+                    events.extend(self.engine.forget(item.removed))
                 for reading in item.readings:
                     try:
                         events.extend(self.engine.evaluate(reading))

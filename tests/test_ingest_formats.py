@@ -360,7 +360,24 @@ def test_the_rules_judge_a_device_registered_at_run_time_from_its_senml(
                 "%Y-%m-%dT%H:%M:%S", time.gmtime(start_s + 3 * minute)))
             assert alert.title_en == "Flooding at Booth B2 water sensor: 25 cm"
 
+            # A restart keeps the booth's alert: the device is restored with the state, before
+            # its retained profile comes back.
+            rules.stop()
+            rules = RulesService(settings)
+            assert EXPO in rules.registry
+            rules.start()
+            assert rules.subscribed.wait(10)
+            assert [a.alert_id for a in rules.active()] == [alert.alert_id]
+
             unregister(mqtt_settings, EXPO)
             wait_for(lambda: EXPO not in rules.registry, what="the device gone from the rules")
+            # ... and removing the device withdraws its alert from the screens.
+            cleared = wait_for(lambda: [a for m in alerts if (a := decode_alert(m.payload))
+                                        and a.state is AlertState.CLEARED],
+                               what="the booth's alert withdrawn")
+            assert [a.alert_id for a in cleared] == [alert.alert_id]
+            assert cleared[0].message_en == "The sensor was removed from the exhibit."
+            assert alerts[-1].payload == b""  # the retained alert is gone too
+            assert rules.active() == []
     finally:
         rules.stop()
