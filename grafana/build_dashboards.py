@@ -49,6 +49,8 @@ OUT = HERE / "dashboards"
 CITY = "\"source\" != 'live'"  # the city's own devices; exhibitors' are on their own board
 LIVE = "\"source\" = 'live'"
 DOMAINS = "/^(" + "|".join(d.value for d in TELEMETRY_MODELS) + ")$/"
+DEVICE_MEASUREMENTS = "/^(" + "|".join([*(d.value for d in TELEMETRY_MODELS),
+                                         "device_rejections"]) + ")$/"
 EXHIBITOR_METRICS = "/^(" + "|".join(sorted({m for model in TELEMETRY_MODELS.values()
                                              for m in model.metric_names()})) + ")$/"
 # The Phú An station's alarm levels (báo động 1-3) for the Saigon river, in cm.
@@ -305,8 +307,11 @@ class Boards:
                   "Thiết bị của các đơn vị triển lãm: số đo và tin nhắn bị từ chối · "
                   "Exhibitors' own devices: their readings and why a message was refused",
                   time_from="now-1h", tags=("exhibitors",))
+        # The refusals too: a device whose every message was refused is the one its exhibitor
+        # most needs to find here.
         b.variable("device", "Thiết bị · Device",
-                   f'SHOW TAG VALUES FROM {DOMAINS} WITH KEY = "device_id" WHERE {LIVE}')
+                   f'SHOW TAG VALUES FROM {DEVICE_MEASUREMENTS} WITH KEY = "device_id" '
+                   f'WHERE {LIVE}')
         mine = f'{LIVE} AND "device_id" =~ /^$device$/'
         refused = '"device_id" =~ /^$device$/'
         b.add(18, 9, timeseries("Số đo · Readings",

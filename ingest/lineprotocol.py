@@ -14,7 +14,7 @@ import codecs
 
 from smartcity.codec import Reading
 from smartcity.ids import is_valid_id
-from smartcity.models import TELEMETRY_MODELS
+from smartcity.models import TELEMETRY_MODELS, Source
 from smartcity.registry import DeviceInfo
 
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\\": "\\\\"})
@@ -135,12 +135,16 @@ def _unicode_escape(ch: str) -> str:
 
 
 def rejection_line(device_id: str, reason: str, reason_code: int, topic: str, problems: str,
-                   payload: bytes, suppressed: int, ts_ms: int) -> str:
-    """A ``device_rejections`` point: tags device_id and reason; fields reason_code, topic,
+                   payload: bytes, suppressed: int, ts_ms: int,
+                   source: Source | None = None) -> str:
+    """A ``device_rejections`` point: tags device_id, reason and source (the registered
+    device's: ``live`` for an exhibitor's, so the exhibitor board finds a device whose every
+    message was refused; ``unknown`` for an unregistered id); fields reason_code, topic,
     problems, payload (its start, :func:`printable`) and suppressed. Everything a device sent
     goes through :func:`printable` and the string-field escaping."""
     return (f"{REJECTIONS_MEASUREMENT},device_id={escape_tag(device_id)},"
-            f"reason={escape_tag(printable(reason, 200))} "
+            f"reason={escape_tag(printable(reason, 200))},"
+            f"source={source.value if source else 'unknown'} "
             f"reason_code={format_value(int(reason_code))},"
             f"topic={format_value(printable(topic, 512))},"
             f"problems={format_value(printable(problems, 2048))},"

@@ -206,8 +206,9 @@ class IngestService:
         if len(self._last_rejection_ms) > 100_000:
             self._last_rejection_ms.clear()
         self._last_rejection_ms[r.device_id] = ts_ms
+        device = self.judge.registry.get(r.device_id)
         return rejection_line(r.device_id, r.reason, code, r.topic, detail, r.payload,
-                              suppressed, ts_ms)
+                              suppressed, ts_ms, device.source if device else None)
 
     # -- writer thread -----------------------------------------------------------------------
 

@@ -145,6 +145,8 @@ def test_every_rejection_is_explained_to_the_device_and_kept_for_its_page(
     assert report["last_rejected"][0]["reason_code"] == 0x99
     assert report["last_seen"] is None
     assert any("rejected" in hint for hint in report["hints"])
+    # Nothing of it was stored, yet the exhibitor board's picker offers it, to show why.
+    assert device_id in exhibitor_board_devices(exhibit)
 
 
 def test_rotation_disconnects_the_device_and_only_the_new_password_works(

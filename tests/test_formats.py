@@ -419,7 +419,8 @@ def test_a_rejection_record_is_one_line_whatever_the_device_sent(raw: bytes, _: 
                           'a\nb: "bad"', raw, 3, NOW)
     assert "\n" not in line and "\r" not in line and line.isprintable()
     assert line.startswith("device_rejections,device_id=flood-thao-dien,reason=payload\\ does"
-                           "\\ not\\ match\\ the\\ contract reason_code=153i,topic=")
+                           "\\ not\\ match\\ the\\ contract,source=unknown "
+                           "reason_code=153i,topic=")
     assert line.endswith(f",suppressed=3i {NOW}")
 
 

@@ -162,7 +162,8 @@ def test_a_device_id_carrying_line_protocol_cannot_inject_a_point_or_a_tag(
     rejections = [v[0] for s in influx.query('SHOW SERIES FROM "device_rejections"')
                   for v in s.values]
     assert rejections == ["device_rejections,device_id=flood-thao-dien,"
-                          "reason=payload\\ does\\ not\\ match\\ the\\ contract"]
+                          "reason=payload\\ does\\ not\\ match\\ the\\ contract,"
+                          "source=simulated"]
     series = [v[0] for s in influx.query('SHOW SERIES FROM "flood"') for v in s.values]
     assert series == ["flood,device_id=flood-thao-dien,site=flood-thao-dien,source=live,"
                       "ward=an-khanh"]
