@@ -70,8 +70,9 @@ class Sensor(_Out):
     ward: str = Field(description="ward id")
     site: str = Field(description="id of the place the device sits at")
     location: Location
-    metrics: list[str] = Field(description="what the device's domain measures; valid values of "
-                                           "history's metric")
+    metrics: list[str] = Field(description="what the device measures (an exhibitor's device: what "
+                                           "it declared; a city device: its domain's metrics); "
+                                           "valid values of history's metric")
     status: SensorStatus = Field(description="from the device's retained MQTT status; unknown "
                                              "if it never published one")
     status_since: Timestamp | None = Field(description="ts of that status message, if it had one")

@@ -77,6 +77,7 @@ def test_a_registered_device_is_live_at_once_with_its_own_credentials(exhibit: E
     assert device_id in [d["device_id"] for d in listed]
     sensor = next(s for s in sensors if s["device_id"] == device_id)
     assert sensor["last_seen"] is not None
+    assert sensor["metrics"] == ["water_level_cm", "battery_pct"]  # what it declared
     # ... and the exhibitor Grafana board's device picker offers it, with nothing restarted.
     assert device_id in exhibitor_board_devices(exhibit)
 

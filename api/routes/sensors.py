@@ -28,7 +28,7 @@ def _sensor(device: DeviceInfo, seen: Seen | None, status: StatusTracker) -> Sen
         device_id=device.device_id, domain=device.domain, name=device.name,
         name_en=device.name_en, ward=device.ward, site=device.site,
         location=Location(lat=device.lat, lon=device.lon),
-        metrics=list(queries.metric_names(device.domain)),
+        metrics=list(device.metrics or queries.metric_names(device.domain)),
         status=SensorStatus(state.state.value) if state else SensorStatus.UNKNOWN,
         status_since=format_ts(state.ts) if state and state.ts is not None else None,
         last_seen=format_ts(seen.time_ms) if seen else None,
