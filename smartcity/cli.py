@@ -43,7 +43,8 @@ environment (the same variables configure the local stack and docker-compose):
   SMARTCITY_SCALE          copies of every device for load work (same for every service)
   SMARTCITY_INGEST_*       ingest tuning: BATCH_SIZE, BATCH_INTERVAL_S, MAX_PAYLOAD_BYTES,
                            SHARE_GROUP, CLIENT_ID, SESSION_EXPIRY_S, SPOOL_MAX_BYTES
-  SMARTCITY_RULES_FILE     warning thresholds (default: the built-in HCMC rules)
+  SMARTCITY_RULES_FILE     warning thresholds (default: the built-in HCMC rules); the api
+                           reads it too, for the board's flood colours
   SMARTCITY_RULES_*        rules tuning: CLIENT_ID, SESSION_EXPIRY_S, SAVE_INTERVAL_S
   SMARTCITY_LOG_LEVEL      DEBUG, INFO (default), WARNING
   SMARTCITY_BROKER_<SERVICE>_PASSWORD
