@@ -32,7 +32,6 @@ import platform
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+from mqttwire import DISCONNECT, connect_packet, publish_packet  # bench/, beside this file
 
 DEFAULT_RATES = (2_000, 4_000, 6_000, 8_000, 10_000, 12_000, 15_000, 20_000, 25_000, 30_000, 40_000)
 QUICK_RATES = (2_000, 10_000)
@@ -71,37 +72,9 @@ def child_setup() -> None:
 # paho-mqtt costs 50-100 µs of CPU per QoS 1 message on the publishing side (its PUBACK
 # handling alone builds a Properties and a ReasonCode object per ack): one paho publisher
 # tops out near 10-20k msg/s at 100% of a core here, leaving one core for broker, consumer
-# and influxd. Pre-encoded packets written in 5 ms slices cost a few % of a core at 40k msg/s,
-# so the consumers get the machine, as they would with devices on the network.
+# and influxd. Packets come pre-encoded (bench/mqttwire.py) and go out in 5 ms slices.
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = n >> 7, n & 0x7F
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _utf8(s: str) -> bytes:
-    b = s.encode()
-    return struct.pack("!H", len(b)) + b
-
-
-def connect_packet(client_id: str) -> bytes:
-    # protocol "MQTT" level 4, clean session, keepalive 0 (off: steps are short)
-    body = _utf8("MQTT") + bytes([4, 0x02]) + struct.pack("!H", 0) + _utf8(client_id)
-    return b"\x10" + _varint(len(body)) + body
-
-
-def publish_packet(topic: bytes, mid: int, payload: bytes) -> bytes:
-    rest = len(topic) + 4 + len(payload)
-    return (b"\x32" + _varint(rest) + struct.pack("!H", len(topic)) + topic
-            + struct.pack("!H", mid) + payload)
-
-
-DISCONNECT = b"\xe0\x00"
 
 
 def split_packets(buf: bytearray) -> tuple[list[int], int]:
@@ -147,7 +120,7 @@ class RawPublisher:
 
     def publish_wait(self, topic: str, payload: bytes, mid: int = 1) -> None:
         """One QoS 1 message, returning once the broker has acknowledged it."""
-        self.sock.sendall(publish_packet(topic.encode(), mid, payload))
+        self.sock.sendall(publish_packet(topic.encode(), payload, qos=1, mid=mid))
         while True:
             data = self.sock.recv(65536)
             if not data:
@@ -238,7 +211,8 @@ def build_stream(root: str, devices: list[tuple[str, str]], n: int,
     for i in range(n):
         topic, domain = topics[i % k]
         seq = i // k
-        buf += publish_packet(topic, i % 65535 + 1, make_payload(domain, seq, base_ms + seq))
+        buf += publish_packet(topic, make_payload(domain, seq, base_ms + seq), qos=1,
+                              mid=i % 65535 + 1)
         ends.append(len(buf))
     return buf, ends
 

@@ -54,6 +54,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from mqttwire import connect_packet, publish_packet  # bench/mqttwire.py, beside this file
+
 from smartcity.city import load_city
 from smartcity.servers import Mosquitto, free_port, start_with_retry
 
@@ -80,29 +82,6 @@ def fmt(v: float | None, spec: str = ".0f") -> str:
 
 # -- a raw MQTT 3.1.1 QoS 0 publisher ---------------------------------------------------------
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = n >> 7, n & 0x7F
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _utf8(s: str) -> bytes:
-    b = s.encode()
-    return len(b).to_bytes(2, "big") + b
-
-
-def _connect_packet(client_id: str) -> bytes:
-    body = _utf8("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big") + _utf8(client_id)
-    return b"\x10" + _varint(len(body)) + body
-
-
-def _publish_packet(topic: str, payload: bytes) -> bytes:
-    body = _utf8(topic) + payload
-    return b"\x30" + _varint(len(body)) + body
-
 
 class Publisher:
     """Sends readings of ``devices`` round-robin at ``rate`` per second for ``seconds``,
@@ -111,11 +90,12 @@ class Publisher:
     def __init__(self, port: int, devices: list[tuple[str, str]]) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.sendall(_connect_packet(f"bench-pub-{os.getpid()}"))
+        self.sock.sendall(connect_packet(f"bench-pub-{os.getpid()}", keepalive_s=60))
         ack = self.sock.recv(4)
         if len(ack) < 4 or ack[3] != 0:
             raise RuntimeError(f"the broker refused the publisher: {ack!r}")
-        self.topics = [f"{ROOT}/{domain}/{device_id}/telemetry" for device_id, domain in devices]
+        self.topics = [f"{ROOT}/{domain}/{device_id}/telemetry".encode()
+                       for device_id, domain in devices]
         self.metrics = [METRIC[domain] for _, domain in devices]
         self.seq = 0
         self.sent = 0
@@ -136,7 +116,7 @@ class Publisher:
                 i = self.seq % n
                 body = orjson.dumps({"ts": ts, "seq": self.seq, "source": "simulated",
                                      self.metrics[i]: float(self.seq % 100)})
-                chunk.append(_publish_packet(self.topics[i], body))
+                chunk.append(publish_packet(self.topics[i], body))
                 self.seq += 1
                 due += 1
             if chunk:
