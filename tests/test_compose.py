@@ -191,8 +191,14 @@ def test_grafana_gets_its_provisioning_and_every_variable_it_references() -> Non
             assert (REPO / mounts[folder]).is_dir()
 
 
-def test_every_healthcheck_command_parses() -> None:
-    for name, service in SERVICES_.items():
-        test = service.get("healthcheck", {}).get("test")
-        if test and test[0] == "CMD-SHELL":
-            assert shlex.split(test[1].replace("$$", "$")), name
+def test_the_broker_and_api_healthchecks_probe_what_the_services_serve() -> None:
+    conf = (REPO / "broker/mosquitto.conf").read_text()
+    listener = re.search(r"^listener (\d+) ", conf, re.M)
+    assert listener
+    probe = shlex.split(SERVICES_["mosquitto"]["healthcheck"]["test"][1].replace("$$", "$"))
+    # An anonymous subscribe on the device listener: refused (exit 5) means up and secured.
+    assert probe[0] == "mosquitto_sub" and "-u" not in probe
+    assert probe[probe.index("-p") + 1] == listener.group(1)
+    assert probe[-3:] == ["$?", "-eq", "5"]
+    api = " ".join(SERVICES_["api"]["healthcheck"]["test"])
+    assert f"127.0.0.1:{environment('api')['SMARTCITY_API_PORT']}/healthz" in api
