@@ -27,9 +27,12 @@ from smartcity import logs
 from smartcity.city import load_city
 from smartcity.influx import AsyncInfluxClient, InfluxRejected, InfluxUnavailable
 from smartcity.registry import Registry
+from smartcity.registrysync import RegistryUnavailable, sync_registry
 from smartcity.settings import ApiSettings, InfluxSettings
 
 log = logging.getLogger(__name__)
+
+REGISTRY_TIMEOUT_S = 5.0
 
 DESCRIPTION = """\
 Read api of the smart-city exhibit (Ho Chi Minh City): the devices, their latest readings,
@@ -115,6 +118,7 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        await anyio.to_thread.run_sync(read_registry, settings, devices)
         status = StatusTracker(settings.mqtt)
         hub = LiveHub(live_settings, devices, status)  # on status's connection: one, not two
         status.start()
@@ -149,6 +153,16 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
     app.add_exception_handler(InfluxUnavailable, _influx_unavailable)
     app.add_exception_handler(InfluxRejected, _influx_rejected)
     return app
+
+
+def read_registry(settings: ApiSettings, registry: Registry) -> None:
+    """The exhibitor devices registered so far, before the screens and the registration
+    route judge anything by the registry; the api acknowledges no readings, so if the broker
+    is down it starts without them and takes their profiles when the broker is back."""
+    try:
+        sync_registry(settings.mqtt, registry, "api", REGISTRY_TIMEOUT_S)
+    except RegistryUnavailable as e:
+        log.warning("starting without the exhibitor devices for now: %s", e)
 
 
 class _Server(uvicorn.Server):

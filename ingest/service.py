@@ -28,12 +28,12 @@ from ingest.writer import BatchWriter, Item, PointWriter
 from smartcity import logs
 from smartcity.city import load_city
 from smartcity.codec import dump
-from smartcity.errors import ContractError
 from smartcity.influx import InfluxClient, InfluxError
 from smartcity.models import DeviceError, ProblemOut, format_ts
 from smartcity.mqtt import Subscription, connect_persistent, persistent_client
-from smartcity.profiles import Change, apply_profile, decode_profile
+from smartcity.profiles import Change
 from smartcity.registry import Registry
+from smartcity.registrysync import take_profile, wait_for_registry
 from smartcity.settings import IngestSettings
 from smartcity.topics import errors_topic, profile_filter, telemetry_filter, value_filter
 
@@ -71,7 +71,11 @@ class IngestService:
         self.settings = settings
         self.stats = Stats()
         self.judge = Judge(registry, settings.mqtt.root, settings.max_payload_bytes)
-        self.influx = InfluxClient(settings.influx)
+        # Short timeouts: a hung InfluxDB sends batches to the spool within seconds, and the
+        # stats points (their own client, their own thread) never wait on the writer's.
+        short = settings.influx.model_copy(update={"timeout_s": settings.write_timeout_s})
+        self.influx = InfluxClient(short)
+        self._stats_influx = InfluxClient(short)
         state = settings.state_dir
         self.spool = Spool(state / "spool", settings.spool_max_bytes)
         self.writer = BatchWriter(sink or self.influx, self._ack, self.spool,
@@ -82,6 +86,8 @@ class IngestService:
         self._stop_stats = threading.Event()
         self._stats_thread = threading.Thread(target=self._report_stats, name="ingest-stats",
                                               daemon=True)
+        self._beat_thread = threading.Thread(target=self._heartbeat, name="ingest-heartbeat",
+                                             daemon=True)
         root, group = settings.mqtt.root, settings.share_group
         self.registry = registry
         self.profiles = profile_filter(root)
@@ -104,13 +110,21 @@ class IngestService:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, stop: threading.Event | None = None) -> bool:
+        """Read the device registry, then take the session's readings; False if ``stop`` was
+        set before the registry could be read (nothing was taken then)."""
         s = self.settings
         self.writer.start()
-        connect_persistent(self.client, s.mqtt, s.session_expiry_s, s.receive_maximum)
+        self._beat_thread.start()
         self._stats_thread.start()
+        # Not one reading judged before every exhibitor device is known: a reading of a
+        # device not yet known would be refused and acknowledged, that is lost.
+        if not wait_for_registry(s.mqtt, self.registry, "ingest", stop or threading.Event()):
+            return False
+        connect_persistent(self.client, s.mqtt, s.session_expiry_s, s.receive_maximum)
         if len(self.spool):
             log.info("spool holds %d batches from an earlier run; draining", len(self.spool))
+        return True
 
     def stop(self) -> None:
         """Store and acknowledge what has arrived, then leave; the session stays with the broker,
@@ -122,8 +136,10 @@ class IngestService:
         self.client.loop_stop()
         self._stop_stats.set()
         self._stats_thread.join(5)
+        self._beat_thread.join(5)
         self._write_stats()
         self.influx.close()
+        self._stats_influx.close()
         log.info("stopped: %s", self.stats.snapshot())
 
     # -- MQTT callbacks (network thread) ---------------------------------------------------
@@ -156,20 +172,10 @@ class IngestService:
     def _on_profile(self, msg: mqtt.MQTTMessage) -> None:
         """An exhibitor device registered, changed or removed: applied before the next message
         is judged, and acknowledged at once (a profile is state, not a reading to store)."""
-        try:
-            profile = decode_profile(msg.topic, bytes(msg.payload), self.settings.mqtt.root)
-            change = apply_profile(self.registry, profile)
-        except ContractError as e:
-            log.error("ignored a profile on %s: %s", msg.topic, e)
-        except Exception:  # one bad profile must never stop ingest
-            log.exception("could not apply a profile on %s", msg.topic)
-        else:
-            if change is Change.REFUSED:
-                log.error("ignored a profile on %s: %r is one of the city's own devices",
-                          msg.topic, profile.device_id)
-            elif change is not Change.UNCHANGED:
-                self.profile_changes += 1
-                log.info("exhibitor device %s %s", profile.device_id, change.value)
+        change = take_profile(self.registry, msg.topic, bytes(msg.payload),
+                              self.settings.mqtt.root)
+        if change in (Change.ADDED, Change.UPDATED, Change.REMOVED):
+            self.profile_changes += 1
         self.session.ack(self.client, msg.mid, msg.qos, self.session.generation)
 
     def _reject(self, r: Rejection, now_ms: int) -> str | None:
@@ -228,7 +234,16 @@ class IngestService:
                      snap["rejected"], snap["spooled"], self.writer.qsize())
             last = now
             self._write_stats()
-            self._beat()
+
+    def _heartbeat(self) -> None:
+        """Its own thread, touching nothing that waits on InfluxDB or the broker: a stuck
+        write never looks like a hung ingest."""
+        while not self._stop_stats.is_set():
+            try:
+                self._beat()
+            except OSError as e:
+                log.warning("cannot write the heartbeat %s: %s", self.heartbeat_path, e)
+            self._stop_stats.wait(self.settings.heartbeat_interval_s)
 
     def _beat(self) -> None:
         """A file the container healthcheck reads: fresh while the stats loop turns, and saying
@@ -249,7 +264,7 @@ class IngestService:
         line = (f"{STATS_MEASUREMENT},client_id={self.settings.client_id} {fields} "
                 f"{int(time.time() * 1000)}\n")
         try:
-            self.influx.write(line.encode())
+            self._stats_influx.write(line.encode())
         except InfluxError as e:
             log.debug("ingest stats not stored: %s", e)
 
@@ -263,8 +278,8 @@ def main(settings: IngestSettings) -> int:
         signal.signal(sig, lambda *_: stop.set())
     log.info("storing into %s database %r; %d devices registered", settings.influx.url,
              settings.influx.db, len(registry))
-    service.start()
-    stop.wait()
+    if service.start(stop):
+        stop.wait()
     log.info("stopping")
     service.stop()
     return 0

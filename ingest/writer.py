@@ -29,6 +29,7 @@ from smartcity.models import format_ts
 log = logging.getLogger(__name__)
 
 POLL_S = 0.005
+BLIP_S = 0.5  # a failed write that took longer than this is no blip
 
 
 class PointWriter(Protocol):
@@ -168,7 +169,9 @@ class BatchWriter:
                 return True
             except InfluxUnavailable as e:
                 self.stats.write_errors += 1
-                if attempt < 2:
+                # Retry a blip (refused, a 503), not a write that ran into its timeout: a
+                # hung InfluxDB would hold the batch three timeouts long before the spool.
+                if attempt < 2 and time.perf_counter() - started < BLIP_S:
                     time.sleep(0.1 * 4**attempt)  # a blip: 0.1 s, then 0.4 s
                     continue
                 wait = self._backoff.next()

@@ -51,9 +51,16 @@ from smartcity.errors import ContractError
 from smartcity.influx import InfluxClient
 from smartcity.models import format_ts
 from smartcity.mqtt import Subscription, connect_persistent, persistent_client
-from smartcity.profiles import Change, apply_profile, decode_profile
+from smartcity.profiles import Change
 from smartcity.registry import Registry
-from smartcity.topics import alert_topic, profile_filter, telemetry_filter, value_filter
+from smartcity.registrysync import take_profile, wait_for_registry
+from smartcity.topics import (
+    alert_topic,
+    parse_profile_topic,
+    profile_filter,
+    telemetry_filter,
+    value_filter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +138,17 @@ class RulesService:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, stop: threading.Event | None = None) -> bool:
+        """Read the device registry, then take the session's readings; False if ``stop`` was
+        set first. The worker (and its heartbeat) runs meanwhile."""
         s = self.settings
         self.points.start()
         self._worker.start()
+        # An exhibitor device's readings judged before its profile arrived would be skipped.
+        if not wait_for_registry(s.mqtt, self.registry, "rules", stop or threading.Event()):
+            return False
         connect_persistent(self.client, s.mqtt, s.session_expiry_s, s.receive_maximum)
+        return True
 
     def stop(self) -> None:
         """Judge, publish, save and acknowledge what has arrived, then leave; the session stays
@@ -184,21 +197,13 @@ class RulesService:
 
     def _on_profile(self, msg: mqtt.MQTTMessage) -> None:
         """An exhibitor device registered, changed or removed; acknowledged at once."""
-        try:
-            profile = decode_profile(msg.topic, bytes(msg.payload), self.settings.mqtt.root)
-            change = apply_profile(self.registry, profile)
-        except ContractError as e:
-            log.error("ignored a profile on %s: %s", msg.topic, e)
-        except Exception:  # one bad profile must never stop the rules
-            log.exception("could not apply a profile on %s", msg.topic)
-        else:
-            if change is not Change.UNCHANGED:
-                log.info("exhibitor device %s %s", profile.device_id, change.value)
-            if change is Change.REMOVED:
-                # Acknowledged by the worker, once the device's alerts are withdrawn and saved.
-                self._queue.put(Item([], msg.mid, msg.qos, self.session.generation,
-                                     removed=profile.device_id))
-                return
+        change = take_profile(self.registry, msg.topic, bytes(msg.payload),
+                              self.settings.mqtt.root)
+        if change is Change.REMOVED:
+            # Acknowledged by the worker, once the device's alerts are withdrawn and saved.
+            self._queue.put(Item([], msg.mid, msg.qos, self.session.generation,
+                                 removed=parse_profile_topic(msg.topic, self.settings.mqtt.root)))
+            return
         self.session.ack(self.client, msg.mid, msg.qos, self.session.generation)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
@@ -346,7 +351,7 @@ def main(settings: RulesSettings) -> int:
     log.info("judging %d devices against rules %s from %s; state in %s", len(service.registry),
              ", ".join(service.engine.rules), settings.rules_file or "the built-in HCMC rules",
              settings.state_dir)
-    service.start()
+    service.start(stop)
     code = 0
     while not stop.wait(1.0):
         if not service.alive():

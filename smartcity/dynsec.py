@@ -184,6 +184,11 @@ def service_roles(root: str = DEFAULT_ROOT) -> dict[str, Role]:
         "admin": (_read(f"{CONTROL_TOPIC}/#") + _send(f"{CONTROL_TOPIC}/#"),
                   "manage accounts on the dynamic security plugin"),
     }
+    # ingest, rules and the api read the device registry before anything else, and know it
+    # is complete when their own marker comes back (smartcity.registrysync).
+    for name in ("ingest", "rules", "api"):
+        sync = f"{r}/services/{name}/sync/+"
+        acls[name][0].extend(_read(sync) + _send(sync))
     return {name: Role(rolename=name, textname=text, acls=tuple(a))
             for name, (a, text) in acls.items()}
 

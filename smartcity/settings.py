@@ -125,6 +125,11 @@ class IngestSettings(CommonSettings):
                                  alias="SMARTCITY_INGEST_SPOOL_MAX_BYTES")
     stats_interval_s: float = Field(default=10.0, gt=0,
                                     alias="SMARTCITY_INGEST_STATS_INTERVAL_S")
+    heartbeat_interval_s: float = Field(default=2.0, gt=0,
+                                        alias="SMARTCITY_INGEST_HEARTBEAT_INTERVAL_S")
+    write_timeout_s: float = Field(default=2.0, gt=0, alias="SMARTCITY_INGEST_WRITE_TIMEOUT_S",
+                                   description="a write InfluxDB has not answered by then goes "
+                                               "to the spool")
 
     model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
                                       populate_by_name=True)

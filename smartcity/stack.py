@@ -20,12 +20,11 @@ import logging
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -34,15 +33,19 @@ from smartcity import logs
 from smartcity.dynsec import password_variable
 from smartcity.influx import InfluxClient, InfluxError
 from smartcity.localaccounts import BrokerAccounts, prepare_broker_accounts
-from smartcity.servers import (
-    Influxd,
-    ManagedServer,
-    Mosquitto,
-    ServerError,
-    kill_on_parent_death,
-    port_in_use,
-)
+from smartcity.servers import Influxd, ManagedServer, Mosquitto, ServerError, port_in_use
 from smartcity.settings import ApiSettings, CommonSettings, InfluxSettings
+from smartcity.supervisor import (
+    Probe,
+    Reporter,
+    ServerChild,
+    ServiceChild,
+    Supervisor,
+    SupervisorSettings,
+    broker_probe,
+    heartbeat_probe,
+    http_probe,
+)
 
 log = logging.getLogger("smartcity.up")
 
@@ -51,39 +54,11 @@ SERVICE_ACCOUNTS = {"ingest": "ingest", "rules": "rules", "api": "api", "simulat
 """The broker account each service `up` starts logs in with."""
 
 
-@dataclass
-class Service:
-    name: str
-    proc: subprocess.Popen[bytes]
-
-    def stop(self, timeout: float = 15.0) -> None:
-        if self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("%s did not stop within %.0fs; killing it", self.name, timeout)
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-
-def start_service(name: str, env: dict[str, str]) -> Service:
-    proc = subprocess.Popen([sys.executable, "-m", "smartcity.cli", name], env=env,
-                            stdin=subprocess.DEVNULL, start_new_session=True,
-                            preexec_fn=kill_on_parent_death)
-    log.info("started %s (pid %d)", name, proc.pid)
-    return Service(name, proc)
-
-
-def wait_ready(url: str, timeout: float, services: list[Service]) -> bool:
+def wait_ready(url: str, timeout: float, services: list[ServiceChild]) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for s in services:
-            if s.proc.poll() is not None:
+            if s.poll() is not None:
                 return False
         try:
             if httpx.get(url, timeout=1.0).status_code == 200:
@@ -164,12 +139,18 @@ def main(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
 
     servers: list[ManagedServer] = []
-    services: list[Service] = []
+    services: list[ServiceChild] = []
+    supervisor: Supervisor | None = None
+    supervision = SupervisorSettings()
+    status_file = data_dir / "up" / "status.json"
     # Each service gets its own broker account, never another's password.
     env = {k: v for k, v in os.environ.items()
            if not (k.startswith("SMARTCITY_BROKER_") and k.endswith("_PASSWORD"))}
     env.update(SMARTCITY_DATA_DIR=str(data_dir), SMARTCITY_API_PORT=str(api_port),
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", SMARTCITY_UP_STATUS_FILE=str(status_file))
+    # Beat often enough that a hang is told from a slow beat well inside hang_after_s.
+    env.setdefault("SMARTCITY_RULES_HEARTBEAT_INTERVAL_S",
+                   str(min(10.0, supervision.hang_after_s / 4)))
     for flag, name in (("scenario", "SMARTCITY_SIM_SCENARIO"), ("speed", "SMARTCITY_SIM_SPEED"),
                        ("scale", "SMARTCITY_SCALE")):
         if getattr(args, flag, None) is not None:
@@ -196,8 +177,10 @@ def main(args: argparse.Namespace) -> int:
         ensure_database(influx, created_by_us=own_influx)
 
         for name in ("ingest", "rules", "api") + (() if args.no_simulators else ("simulate",)):
-            services.append(start_service(name, service_env(env, name, accounts,
-                                                            args.mqtt_port)))
+            child = ServiceChild(SERVICE_NAMES[name], name,
+                                 service_env(env, name, accounts, args.mqtt_port))
+            child.start()
+            services.append(child)
         host = api.host if api.host not in ("0.0.0.0", "::") else "127.0.0.1"
         api_url = f"http://{host}:{api_port}"
         if not wait_ready(f"{api_url}/healthz", 30, services):
@@ -212,30 +195,49 @@ smartcity is up
   data       {data_dir}
 Ctrl-C stops everything.
 """, flush=True)
-        while not stop.wait(0.5):
-            if dead := next((s for s in services if s.proc.poll() is not None), None):
-                log.error("%s exited with code %s; stopping the city", dead.name,
-                          dead.proc.returncode)
-                code = 1
-                break
-            if dead_server := next((s for s in servers if not s.running()), None):
-                log.error("%s exited; its log %s ends:\n%s", dead_server.name,
-                          dead_server.log_path, dead_server.log_tail())
-                code = 1
-                break
+        supervisor = Supervisor(supervision, Reporter(status_file, influx))
+        for server in servers:
+            supervisor.add(ServerChild(server, server.proc), server_probe(server), started=True)
+        for child in services:
+            supervisor.add(child, service_probe(child.name, env, data_dir, api_url),
+                           started=True)
+        supervisor.run(stop)
     except ServerError as e:
         log.error("%s", e)
         code = 1
     finally:
         log.info("stopping")
-        # Newest first: simulators say goodbye, the api closes, rules and ingest store what
-        # they hold, then the database and the broker go.
-        for service in reversed(services):
-            service.stop()
-        for server in reversed(servers):
-            server.stop()
+        if supervisor is not None:
+            supervisor.stop()
+        else:
+            # Newest first: the services store what they hold, then the servers go.
+            for service in reversed(services):
+                service.stop()
+            for server in reversed(servers):
+                server.stop()
         log.info("stopped")
     return code
+
+
+SERVICE_NAMES = {"simulate": "simulators"}
+SERVICE_NAMES.update((n, n) for n in ("ingest", "rules", "api"))
+
+
+def server_probe(server: ManagedServer) -> Probe:
+    if isinstance(server, Mosquitto):
+        return broker_probe(server.port)
+    return http_probe(f"{server.url}/ping", frozenset({204})) if isinstance(server, Influxd) \
+        else http_probe(f"http://127.0.0.1:{server.port}/")
+
+
+def service_probe(name: str, env: Mapping[str, str], data_dir: Path, api_url: str) -> Probe:
+    """Each service's sign of life: the api answers /healthz, the others beat a file."""
+    if name == "api":
+        return http_probe(f"{api_url}/healthz")
+    if name == "simulators":
+        return heartbeat_probe(data_dir / "simulators" / "heartbeat.json")
+    client_id = env.get(f"SMARTCITY_{name.upper()}_CLIENT_ID", f"smartcity-{name}")
+    return heartbeat_probe(data_dir / name / client_id / "heartbeat.json")
 
 
 def ensure_database(settings: InfluxSettings, created_by_us: bool) -> None:
