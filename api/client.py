@@ -75,7 +75,8 @@ def _print_credentials(c: dict[str, Any] | None) -> None:
     if c is None:
         print("  credentials: none (this broker takes anonymous devices)")
         return
-    print(f"  broker:   {c['broker']}\n  username: {c['username']}\n  password: {c['password']}")
+    print(f"  broker:   {c['broker']}\n  client id: {c.get('client_id', c['username'])}\n"
+          f"  username: {c['username']}\n  password: {c['password']}")
 
 
 def _print(args: argparse.Namespace, data: Any) -> None:

@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.accounts import AnonymousBroker, DeviceAccounts
+from api.admission import Admission
 from api.live import LiveHub
 from api.replaying import ReplaySlot
 from api.status import StatusTracker
@@ -38,6 +39,7 @@ class Services:
     accounts: DeviceAccounts = field(default_factory=AnonymousBroker)
     wards: tuple[str, ...] = ()
     live: LiveHub | None = None
+    admission: Admission = field(default_factory=lambda: Admission(500, 30))
 
 
 def get_services(request: Request) -> Services:
@@ -107,23 +109,33 @@ _bearer = HTTPBearer(auto_error=False, scheme_name="admin token",
                      description="SMARTCITY_ADMIN_TOKEN, as `Authorization: Bearer <token>`")
 
 
+def admin_refusal(settings: ApiSettings,
+                  credentials: HTTPAuthorizationCredentials | None) -> HTTPException | None:
+    """Why an admin request is refused, or None: 401 without the admin bearer token or with a
+    wrong one; 503 when the api has none configured (the endpoints are off until an operator
+    sets SMARTCITY_ADMIN_TOKEN: a server-side condition, not the client's fault)."""
+    token = settings.admin_token
+    if token is None or not token.get_secret_value():
+        return HTTPException(503, "admin endpoints are disabled: set SMARTCITY_ADMIN_TOKEN "
+                                  "for the api to enable them")
+    given = credentials.credentials if credentials else ""
+    # Constant-time, so response timing does not leak how much of a guess was right.
+    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        return HTTPException(401, "missing or wrong admin token: send "
+                                  "'Authorization: Bearer <SMARTCITY_ADMIN_TOKEN>'",
+                             headers={"WWW-Authenticate": "Bearer"})
+    return None
+
+
 def require_admin(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """State-changing endpoints: 401 without the admin bearer token or with a wrong one; 503
-    when the api has none configured (the endpoints are off until an operator sets
-    SMARTCITY_ADMIN_TOKEN: a server-side condition, not the client's fault)."""
-    token = services.settings.admin_token
-    if token is None or not token.get_secret_value():
-        raise HTTPException(503, "admin endpoints are disabled: set SMARTCITY_ADMIN_TOKEN "
-                                 "for the api to enable them")
-    given = credentials.credentials if credentials else ""
-    # Constant-time, so response timing does not leak how much of a guess was right.
-    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
-        raise HTTPException(401, "missing or wrong admin token: send "
-                                 "'Authorization: Bearer <SMARTCITY_ADMIN_TOKEN>'",
-                            headers={"WWW-Authenticate": "Bearer"})
+    """State-changing endpoints. The api's guard (:mod:`api.guard`) refuses before anything
+    else runs; this is the same check where the route is declared, and what the OpenAPI
+    document shows."""
+    if (refusal := admin_refusal(services.settings, credentials)) is not None:
+        raise refusal
 
 
 AdminDep = Annotated[None, Depends(require_admin)]

@@ -13,15 +13,19 @@ from typing import Any
 import anyio
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.accounts import device_accounts
+from api.admission import Admission
 from api.deps import Services
+from api.guard import Guard, short_validation_errors
 from api.live import LiveHub, LiveSettings, shutdown_streams
 from api.routes import alerts, board, city, health, replays, scenarios, sensors
 from api.routes import devices as device_routes
 from api.routes import live as live_routes
+from api.schemas import Problem
 from api.status import StatusTracker
 from smartcity import logs
 from smartcity.city import load_city
@@ -128,7 +132,9 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
         probe = _influx_probe(settings.influx)
         try:
             services = Services(settings, devices, levels, influx, probe, status,
-                                accounts=device_accounts(settings), wards=wards)
+                                accounts=device_accounts(settings), wards=wards,
+                                admission=Admission(settings.max_devices,
+                                                    settings.registrations_per_minute))
             services.live = hub
             yield {"services": services}
             await anyio.to_thread.run_sync(services.replays.stop)
@@ -139,6 +145,8 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
             probe.close()  # type: ignore[no-untyped-call]  # unannotated upstream
 
     app = FastAPI(title="smartcity api", version=_version(), description=DESCRIPTION,
+                  responses={413: {"model": Problem, "description": "request body over "
+                                                                    "SMARTCITY_API_MAX_BODY_BYTES"}},
                   openapi_tags=TAGS, lifespan=lifespan)
     app.include_router(sensors.router)
     app.include_router(city.router)
@@ -150,6 +158,8 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
     app.include_router(board.router)
     app.include_router(device_routes.router)
     app.include_router(device_routes.contract)
+    app.add_middleware(Guard, settings=settings, max_body_bytes=settings.max_body_bytes)
+    app.add_exception_handler(RequestValidationError, short_validation_errors)
     app.add_exception_handler(InfluxUnavailable, _influx_unavailable)
     app.add_exception_handler(InfluxRejected, _influx_rejected)
     return app
@@ -194,6 +204,9 @@ class _Server(uvicorn.Server):
 def main(settings: ApiSettings) -> int:
     """Serve until SIGINT or SIGTERM; 0 after a requested stop, 1 if it could not start."""
     logs.setup("api", settings.log_level)
+    # `smartcity up` asks /healthz every few seconds; the access log keeps to real traffic.
+    logging.getLogger("uvicorn.access").addFilter(
+        lambda record: "/healthz " not in record.getMessage())
     app = create_app(settings)
     server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                     log_config=None, lifespan="on"))

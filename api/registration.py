@@ -149,6 +149,8 @@ class Credentials(_Out):
     username: str = Field(description="issued by the exhibit; the device logs in with it")
     password: str = Field(description="shown once: the exhibit keeps only its hash")
     broker: str = Field(description="where the device connects", examples=["mqtt://exhibit:1883"])
+    client_id: str = Field(description="the MQTT client id the device must connect with: the "
+                                       "broker refuses this account under any other")
 
 
 class DeviceTopics(_Out):
@@ -250,7 +252,8 @@ def example_of(d: DeviceInfo, root: str, now_ms: int,
     host, _, port = broker.removeprefix("mqtt://").rpartition(":")
     command = ["mosquitto_pub", "-V", "mqttv5", "-h", host or "127.0.0.1", "-p", port or "1883"]
     if credentials is not None:
-        command += ["-u", credentials.username, "-P", credentials.password]
+        command += ["-i", credentials.client_id, "-u", credentials.username, "-P",
+                    credentials.password]
     command += ["-q", "1", "-t", topics.telemetry, "-m", orjson.dumps(payload).decode()]
     return PayloadExample(
         topic=topics.telemetry, payload=payload, senml=senml,

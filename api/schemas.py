@@ -43,7 +43,9 @@ class Check(_Out):
 class Readiness(_Out):
     status: Literal["ready", "unavailable"]
     detail: str = Field(description="'ready', or what is down")
-    checks: dict[str, Check] = Field(description="one entry per dependency: mqtt, influxdb")
+    checks: dict[str, Check] = Field(description="one entry per dependency: mqtt, influxdb; "
+                                                 "and city under `smartcity up`: whether every "
+                                                 "process runs or some keep failing")
 
 
 # --- sensors -----------------------------------------------------------------------------

@@ -22,6 +22,8 @@ install_system_packages() {
     have influxd || missing+=(influxdb)
     # the kiosk board's browser test drives Debian's Chromium headless (never a downloaded one)
     have chromium || missing+=(chromium)
+    # the deployment file's test parses it with the real docker-compose (no engine needed)
+    have docker-compose || missing+=(docker-compose)
     have python3 || missing+=(python3)
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
     [ ${#missing[@]} -eq 0 ] && return

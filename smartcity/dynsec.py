@@ -338,6 +338,9 @@ class DeviceCredentials(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     username: str
+    # The one MQTT client id the broker takes with this account: the username. A device can
+    # then never connect as a service, or as another device, and take over its session.
+    client_id: str = ""
     password: str = Field(repr=False)
 
 
@@ -458,10 +461,12 @@ class DynSecAdmin:
         """Create the device's role and its account ``dev-{device_id}`` with a fresh random
         password. :class:`DynSecError` if the broker already has either."""
         role = device_role(device_id, domain, self.settings.root)
-        credentials = DeviceCredentials(username=device_username(device_id),
+        username = device_username(device_id)
+        credentials = DeviceCredentials(username=username, client_id=username,
                                         password=secrets.token_urlsafe(24))
         made_role, made_client = self.execute(_created_role(role), {
             "command": "createClient", "username": credentials.username,
+            "clientid": credentials.client_id,
             "password": credentials.password, "textname": f"exhibitor device {device_id}",
             "roles": [{"rolename": role.rolename, "priority": 0}]})
         if "error" in made_role or "error" in made_client:
@@ -479,7 +484,8 @@ class DynSecAdmin:
     def rotate_device(self, device_id: str) -> DeviceCredentials:
         """A new random password; the broker disconnects the device if it is connected, and
         takes only the new password from then on."""
-        credentials = DeviceCredentials(username=device_username(device_id),
+        username = device_username(device_id)
+        credentials = DeviceCredentials(username=username, client_id=username,
                                         password=secrets.token_urlsafe(24))
         self.run({"command": "setClientPassword", "username": credentials.username,
                   "password": credentials.password})

@@ -24,6 +24,7 @@ from urllib.parse import quote
 import orjson
 
 from smartcity.dynsec import (
+    DEVICE_USER_PREFIX,
     SERVICES,
     PasswordHash,
     check_password,
@@ -143,8 +144,13 @@ def refresh_service_accounts(config: Mapping[str, Any], root: str,
     clients = []
     for client in config.get("clients") or []:
         name = client.get("username")
-        clients.append(_service_client(name, missing.pop(name), client) if name in missing
-                       else client)
+        if name in missing:
+            client = _service_client(name, missing.pop(name), client)
+        elif isinstance(name, str) and name.startswith(DEVICE_USER_PREFIX) \
+                and not client.get("clientid"):
+            # A device account issued before accounts were bound to their client id.
+            client = {**client, "clientid": name}
+        clients.append(client)
     clients += [_service_client(s, p, None) for s, p in missing.items()]
     return {**config, "roles": roles, "clients": clients}
 

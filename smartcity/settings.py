@@ -182,6 +182,17 @@ class ApiSettings(CommonSettings):
         description="dynsec: each registered device gets its own account on the broker "
                     "(Mosquitto's dynamic security plugin, managed with the api's MQTT "
                     "account); none: a development broker that takes anonymous devices")
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, alias="SMARTCITY_API_MAX_BODY_BYTES",
+                                description="larger request bodies are refused (413)")
+    max_devices: int = Field(default=500, ge=0, alias="SMARTCITY_API_MAX_DEVICES",
+                             description="exhibitor devices the exhibit takes (409 beyond)")
+    registrations_per_minute: float = Field(
+        default=30, gt=0, alias="SMARTCITY_API_REGISTRATIONS_PER_MINUTE",
+        description="registrations a minute, in bursts of as many (429 beyond)")
+    up_status_file: Path | None = Field(
+        default=None, alias="SMARTCITY_UP_STATUS_FILE",
+        description="the supervision state `smartcity up` keeps (set by up): /readyz reports "
+                    "a degraded city from it")
     device_broker_url: str | None = Field(
         default=None, alias="SMARTCITY_API_DEVICE_BROKER_URL",
         description="the broker address devices are told to use (mqtt://host:port); default: "

@@ -148,6 +148,10 @@ def main(args: argparse.Namespace) -> int:
            if not (k.startswith("SMARTCITY_BROKER_") and k.endswith("_PASSWORD"))}
     env.update(SMARTCITY_DATA_DIR=str(data_dir), SMARTCITY_API_PORT=str(api_port),
                PYTHONUNBUFFERED="1", SMARTCITY_UP_STATUS_FILE=str(status_file))
+    # One ingest worker subscribes plainly, not through a shared subscription: Mosquitto 2.0
+    # does not restore shared subscriptions from its persistence file, so after a broker
+    # restart the readings published before the worker is back would have no subscriber.
+    env.setdefault("SMARTCITY_INGEST_SHARE_GROUP", "")
     # Beat often enough that a hang is told from a slow beat well inside hang_after_s.
     env.setdefault("SMARTCITY_RULES_HEARTBEAT_INTERVAL_S",
                    str(min(10.0, supervision.hang_after_s / 4)))
@@ -164,6 +168,7 @@ def main(args: argparse.Namespace) -> int:
             broker = Mosquitto(workdir=data_dir / "mosquitto", port=args.mqtt_port,
                                dynsec_config=accounts.dynsec_file if accounts else None).start()
             servers.append(broker)
+            log.info("started %s (pid %d)", broker.name, broker.proc.pid if broker.proc else 0)
             env["SMARTCITY_MQTT_URL"] = broker.url
             # The api issues device accounts on the secured broker, none on the anonymous one.
             env["SMARTCITY_API_DEVICE_ACCOUNTS"] = "none" if anonymous else "dynsec"
@@ -171,6 +176,8 @@ def main(args: argparse.Namespace) -> int:
         if own_influx:
             influxd = Influxd(workdir=data_dir / "influxdb", port=args.influx_port).start()
             servers.append(influxd)
+            log.info("started %s (pid %d)", influxd.name,
+                     influxd.proc.pid if influxd.proc else 0)
             env["SMARTCITY_INFLUX_URL"] = influxd.url
             log.info("InfluxDB on %s (log %s)", influxd.url, influxd.log_path)
         influx = InfluxSettings(url=env["SMARTCITY_INFLUX_URL"])
@@ -197,7 +204,8 @@ Ctrl-C stops everything.
 """, flush=True)
         supervisor = Supervisor(supervision, Reporter(status_file, influx))
         for server in servers:
-            supervisor.add(ServerChild(server, server.proc), server_probe(server), started=True)
+            supervisor.add(ServerChild(server, server.proc),
+                           server_probe(server, supervision.hang_after_s), started=True)
         for child in services:
             supervisor.add(child, service_probe(child.name, env, data_dir, api_url),
                            started=True)
@@ -223,9 +231,9 @@ SERVICE_NAMES = {"simulate": "simulators"}
 SERVICE_NAMES.update((n, n) for n in ("ingest", "rules", "api"))
 
 
-def server_probe(server: ManagedServer) -> Probe:
+def server_probe(server: ManagedServer, hang_after_s: float) -> Probe:
     if isinstance(server, Mosquitto):
-        return broker_probe(server.port)
+        return broker_probe(server.port, every_s=hang_after_s / 4)
     return http_probe(f"{server.url}/ping", frozenset({204})) if isinstance(server, Influxd) \
         else http_probe(f"http://127.0.0.1:{server.port}/")
 

@@ -197,15 +197,24 @@ _CONNECT = bytes([0x10, 30, 0, 4]) + b"MQTT" + bytes([4, 0x02, 0, 10, 0, 18]) + 
     b"smartcity-up-probe"
 
 
-def broker_probe(port: int, timeout_s: float = 1.5) -> Probe:
+def broker_probe(port: int, every_s: float, timeout_s: float = 1.5) -> Probe:
+    """At most one CONNECT every ``every_s`` (each is a line in the broker's log)."""
+    last = [float("-inf"), float("-inf")]  # tried, answered
+
     def probe() -> float | None:
+        if time.monotonic() - last[0] < every_s:
+            return last[1] if last[1] > float("-inf") else None
+        last[0] = time.monotonic()
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as s:
                 s.sendall(_CONNECT)
                 answer = s.recv(4)
         except OSError:
             return None
-        return time.monotonic() if answer[:1] == b"\x20" else None  # CONNACK
+        if answer[:1] != b"\x20":  # CONNACK
+            return None
+        last[1] = time.monotonic()
+        return last[1]
     return probe
 
 

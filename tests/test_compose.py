@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +204,50 @@ def test_the_broker_and_api_healthchecks_probe_what_the_services_serve() -> None
     assert probe[-3:] == ["$?", "-eq", "5"]
     api = " ".join(SERVICES_["api"]["healthcheck"]["test"])
     assert f"127.0.0.1:{environment('api')['SMARTCITY_API_PORT']}/healthz" in api
+
+
+def _compose_config(env_file: Path | None) -> subprocess.CompletedProcess[str]:
+    compose = shutil.which("docker-compose")
+    assert compose, "docker-compose is missing: bash scripts/dev.sh installs it " \
+                    "(Debian package docker-compose)"
+    argv = [compose, "--project-directory", str(REPO), "-f", str(REPO / "docker-compose.yml")]
+    if env_file is not None:
+        argv += ["--env-file", str(env_file)]
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SMARTCITY_", "GRAFANA_", "COMPOSE_"))}
+    return subprocess.run([*argv, "config"], capture_output=True, text=True, env=env,
+                          timeout=60, check=False)
+
+
+def test_docker_compose_parses_the_file_with_a_generated_env(tmp_path: Path) -> None:
+    generated = subprocess.run(["bash", str(REPO / "scripts" / "exhibit-env.sh")],
+                               capture_output=True, text=True, check=True).stdout
+    env_file = tmp_path / ".env"
+    env_file.write_text(generated)
+    values = dict(line.split("=", 1) for line in generated.splitlines() if "=" in line)
+
+    result = _compose_config(env_file)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    services = config["services"]
+    assert set(services) == set(SERVICES_)
+    # Interpolated by docker-compose itself, from the generated file.
+    ingest_env = services["ingest"]["environment"]
+    assert ingest_env["SMARTCITY_MQTT_URL"] == \
+        f"mqtt://ingest:{values['SMARTCITY_BROKER_INGEST_PASSWORD']}@mosquitto:1883"
+    assert services["api"]["environment"]["SMARTCITY_ADMIN_TOKEN"] == \
+        values["SMARTCITY_ADMIN_TOKEN"]
+    assert ingest_env["SMARTCITY_INGEST_SHARE_GROUP"] == ""
+    # Restarted like `smartcity up` restarts its children: every long-running service comes
+    # back after it exits; only the one-shot account set-up does not.
+    restart = {name: s.get("restart") for name, s in services.items()}
+    assert restart.pop("broker-init") == "no"
+    assert set(restart.values()) == {"unless-stopped"}, restart
+
+
+def test_docker_compose_refuses_the_file_without_its_secrets(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    result = _compose_config(empty)
+    assert result.returncode != 0
+    assert "SMARTCITY_" in result.stderr and "set SMARTCITY_" in result.stderr, result.stderr

@@ -8,6 +8,7 @@ new device is live at once without restarting anything.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Annotated, Any
 
 import anyio
@@ -48,6 +49,13 @@ ONE: dict[int | str, dict[str, Any]] = {
     409: {"model": Problem, "description": "a device of the city itself, not an exhibitor's"},
 }
 
+ADMISSION: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "the id is taken, or the exhibit holds its maximum "
+                                           "of exhibitor devices (SMARTCITY_API_MAX_DEVICES)"},
+    429: {"model": Problem, "description": "too many registrations a minute; Retry-After says "
+                                           "when to try again"},
+}
+
 SHOWN_ONCE = ("Keep the password now: the exhibit stores only its hash and cannot show it "
               "again (rotate to get a new one).")
 
@@ -55,7 +63,8 @@ SHOWN_ONCE = ("Keep the password now: the exhibit stores only its hash and canno
 def _credentials(issued: DeviceCredentials | None, broker: str) -> Credentials | None:
     if issued is None:
         return None
-    return Credentials(username=issued.username, password=issued.password, broker=broker)
+    return Credentials(username=issued.username, password=issued.password, broker=broker,
+                       client_id=issued.client_id or issued.username)
 
 
 def _broker_down(e: Exception) -> HTTPException:
@@ -76,10 +85,13 @@ def _exhibitor(device: DeviceInfo) -> DeviceInfo:
 
 
 @router.post("", status_code=201, summary="Register an exhibitor device (admin)",
-             responses={**ADMIN, 409: {"model": Problem, "description": "the id is taken"}})
+             responses={**ADMIN, **ADMISSION})
 async def register(services: ServicesDep, _: AdminDep, now: NowDep,
                    request: Annotated[DeviceRequest, Body()]) -> Registration:
     registry = services.registry
+    # Before anything that costs: the broker account, the retained profile.
+    services.admission.admit(sum(1 for d in registry if d.source is Source.LIVE),
+                             time.monotonic())
     if request.device_id is not None and request.device_id in registry:
         raise HTTPException(409, f"device id {request.device_id!r} is taken; leave device_id "
                                  "out to get a fresh one")

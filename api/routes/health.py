@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import anyio
+import orjson
 from fastapi import APIRouter, Response
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
@@ -43,6 +45,22 @@ async def check_influx(probe: InfluxDBClient, influx: AsyncInfluxClient) -> Chec
     return Check(ok=True, detail=f"{where} answers, database {db!r} exists", version=version)
 
 
+def check_city(status_file: Path) -> Check:
+    """The supervision state `smartcity up` writes: degraded when a process keeps failing."""
+    try:
+        status = orjson.loads(status_file.read_bytes())
+        degraded = [str(name) for name in status["degraded"]]
+        children = status["children"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return Check(ok=True, detail=f"no supervision state yet ({type(e).__name__})")
+    if not degraded:
+        return Check(ok=True, detail=f"every process of the city runs ({len(children)})")
+    causes = "; ".join(f"{name}: {str(children.get(name, {}).get('last_exit'))[:200]}"
+                       for name in degraded)
+    return Check(ok=False, detail=f"the city is degraded, these keep failing and are retried: "
+                                  f"{causes}")
+
+
 @router.get("/readyz", summary="Readiness: the MQTT broker and InfluxDB are reachable",
             responses={503: {"model": Readiness, "description": "something is down; the body "
                                                                 "says what"}})
@@ -54,6 +72,8 @@ async def readyz(services: ServicesDep, response: Response) -> Readiness:
                                    + (f" ({status.last_error})" if status.last_error else "")))
     influx = await check_influx(services.influx_probe, services.influx)
     checks = {"mqtt": mqtt, "influxdb": influx}
+    if services.settings.up_status_file is not None:
+        checks["city"] = check_city(services.settings.up_status_file)
     down = [c.detail for c in checks.values() if not c.ok]
     if down:
         response.status_code = 503

@@ -33,7 +33,9 @@ def read_sensor():
 def main():
     wifi()
     ntptime.settime()  # readings carry real time
-    device = Device(config, b"esp32-" + ubinascii.hexlify(machine.unique_id()))
+    # The exhibit takes a device's account only under its own client id: the username.
+    device = Device(config, config.USERNAME.encode() if config.USERNAME else
+                    b"esp32-" + ubinascii.hexlify(machine.unique_id()))
     device.connect()
     while True:
         try:

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 
     url = urlsplit(args.broker)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                         client_id=f"{args.device_id}-py")
+                         # The exhibit binds a device's account to one client id: its username.
+                         client_id=args.username or f"{args.device_id}-py")
     if args.username:
         client.username_pw_set(args.username, args.password)
     client.will_set(f"{base}/status", json.dumps({"state": "offline"}), qos=1, retain=True)

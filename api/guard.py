@@ -1,0 +1,142 @@
+"""The api refuses before it works: an ASGI layer in front of every route.
+
+- An admin endpoint (any route that depends on :func:`api.deps.require_admin`) answers 401
+  (or 503 when no token is configured) before its body is read or parsed and before any id
+  is looked up, so a caller without the token learns nothing: not whether a device exists,
+  not whether a body would have been valid.
+- A request body over ``max_body_bytes`` is refused with 413 before the app sees a byte of
+  it: by its Content-Length when it declares one, else as soon as the bytes pass the limit
+  (bodies are read here, up to the limit, and handed to the app whole).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
+from starlette.requests import Request
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.deps import admin_refusal, require_admin
+from smartcity.settings import ApiSettings
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+
+
+def _depends_on_admin(route: APIRoute) -> bool:
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        if dependant.call is require_admin:
+            return True
+        pending.extend(dependant.dependencies)
+    return False
+
+
+def admin_routes(app: Any) -> list[APIRoute]:
+    return [r for r in app.routes if isinstance(r, APIRoute) and _depends_on_admin(r)]
+
+
+async def _answer(send: Send, status: int, detail: str,
+                  headers: dict[str, str] | None = None) -> None:
+    body = orjson.dumps({"detail": detail})
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+class TooLarge(Exception):
+    pass
+
+
+class Guard:
+    def __init__(self, app: ASGIApp, settings: ApiSettings, max_body_bytes: int) -> None:
+        self.app = app
+        self.settings = settings
+        self.max_body_bytes = max_body_bytes
+        self._admin: list[APIRoute] | None = None
+        self._bearer = HTTPBearer(auto_error=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._admin is None:
+            self._admin = admin_routes(scope["app"])
+        if any(r.matches(scope)[0] is Match.FULL for r in self._admin):
+            credentials = await self._bearer(Request(scope))
+            refusal = admin_refusal(self.settings, credentials)
+            if refusal is not None:
+                await _answer(send, refusal.status_code, str(refusal.detail),
+                              dict(refusal.headers or {}))
+                return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        limit = self.max_body_bytes
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _answer(send, 413, f"request body over {limit} bytes")
+            return
+        try:
+            body = await self._read(receive, limit)
+        except TooLarge:
+            await _answer(send, 413, f"request body over {limit} bytes")
+            return
+        await self.app(scope, self._replay(body, receive), send)
+
+    @staticmethod
+    async def _read(receive: Receive, limit: int) -> list[Message]:
+        """The request's body messages, refusing past ``limit`` bytes."""
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return messages
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise TooLarge
+            if not message.get("more_body", False):
+                return messages
+
+    @staticmethod
+    def _replay(messages: list[Message], receive: Receive) -> Receive:
+        pending = list(messages)
+
+        async def replay() -> Message:
+            if pending:
+                return pending.pop(0)
+            return await receive()  # http.disconnect, for streaming responses
+        return replay
+
+
+EXCERPT_CHARS = 120
+
+
+def _excerpt(value: Any) -> Any:
+    """What an error may echo of the client's input: small values as they are, anything
+    longer than an excerpt cut to one (a 10 MB name is not sent back)."""
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "…"
+
+
+async def short_validation_errors(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, with every echoed input cut to an excerpt."""
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for error in exc.errors():
+        error = dict(error)
+        if "input" in error:
+            error["input"] = _excerpt(error["input"])
+        if len(str(error.get("ctx", ""))) > EXCERPT_CHARS:
+            error.pop("ctx")
+        errors.append(error)
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
