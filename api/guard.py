@@ -1,6 +1,7 @@
 """The api refuses before it works: an ASGI layer in front of every route.
 
-- An admin endpoint (any route that depends on :func:`api.deps.require_admin`) answers 401
+- An admin endpoint (an operation the OpenAPI document marks with the admin token, that is a
+  route depending on :func:`api.deps.require_admin`) answers 401
   (or 503 when no token is configured) before its body is read or parsed and before any id
   is looked up, so a caller without the token learns nothing: not whether a device exists,
   not whether a body would have been valid.
@@ -11,36 +12,37 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
+from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from starlette.requests import Request
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import admin_refusal, require_admin
+from api.deps import admin_refusal
 from smartcity.settings import ApiSettings
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
 
-def _depends_on_admin(route: APIRoute) -> bool:
-    pending = [route.dependant]
-    while pending:
-        dependant = pending.pop()
-        if dependant.call is require_admin:
-            return True
-        pending.extend(dependant.dependencies)
-    return False
+ADMIN_SCHEME = "admin token"
 
 
-def admin_routes(app: Any) -> list[APIRoute]:
-    return [r for r in app.routes if isinstance(r, APIRoute) and _depends_on_admin(r)]
+def admin_operations(openapi: dict[str, Any]) -> list[tuple[str, re.Pattern[str]]]:
+    """(method, path pattern) of every operation the OpenAPI document says needs the admin
+    token: the routes that depend on :func:`api.deps.require_admin`."""
+    found = []
+    for path, operations in openapi.get("paths", {}).items():
+        for method, operation in operations.items():
+            if any(ADMIN_SCHEME in requirement for requirement in operation.get("security", [])):
+                pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path))
+                found.append((method.upper(), re.compile(pattern + "/?")))
+    return found
 
 
 async def _answer(send: Send, status: int, detail: str,
@@ -61,7 +63,7 @@ class Guard:
         self.app = app
         self.settings = settings
         self.max_body_bytes = max_body_bytes
-        self._admin: list[APIRoute] | None = None
+        self._admin: list[tuple[str, re.Pattern[str]]] | None = None
         self._bearer = HTTPBearer(auto_error=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -69,8 +71,9 @@ class Guard:
             await self.app(scope, receive, send)
             return
         if self._admin is None:
-            self._admin = admin_routes(scope["app"])
-        if any(r.matches(scope)[0] is Match.FULL for r in self._admin):
+            self._admin = admin_operations(scope["app"].openapi())
+        method, path = scope["method"], scope["path"]
+        if any(m == method and p.fullmatch(path) for m, p in self._admin):
             credentials = await self._bearer(Request(scope))
             refusal = admin_refusal(self.settings, credentials)
             if refusal is not None:
@@ -140,3 +143,30 @@ async def short_validation_errors(request: Request, exc: Exception) -> JSONRespo
             error.pop("ctx")
         errors.append(error)
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+def document_refusals(app: FastAPI) -> None:
+    """State in the OpenAPI document what the guard answers for every operation it guards:
+    401 and 503 on admin operations (whichever route declared them or not), 413 everywhere."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        problem = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                responses.setdefault("413", {"description": "request body over "
+                                                            "SMARTCITY_API_MAX_BODY_BYTES",
+                                             "content": problem})
+                if any(ADMIN_SCHEME in r for r in operation.get("security", [])):
+                    responses.setdefault("401", {"description": "missing or wrong admin "
+                                                                "token", "content": problem})
+                    responses.setdefault("503", {"description": "admin endpoints are off (no "
+                                                                "SMARTCITY_ADMIN_TOKEN)",
+                                                 "content": problem})
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -20,12 +20,11 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from api.accounts import device_accounts
 from api.admission import Admission
 from api.deps import Services
-from api.guard import Guard, short_validation_errors
+from api.guard import Guard, document_refusals, short_validation_errors
 from api.live import LiveHub, LiveSettings, shutdown_streams
 from api.routes import alerts, board, city, health, replays, scenarios, sensors
 from api.routes import devices as device_routes
 from api.routes import live as live_routes
-from api.schemas import Problem
 from api.status import StatusTracker
 from smartcity import logs
 from smartcity.city import load_city
@@ -145,8 +144,6 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
             probe.close()  # type: ignore[no-untyped-call]  # unannotated upstream
 
     app = FastAPI(title="smartcity api", version=_version(), description=DESCRIPTION,
-                  responses={413: {"model": Problem, "description": "request body over "
-                                                                    "SMARTCITY_API_MAX_BODY_BYTES"}},
                   openapi_tags=TAGS, lifespan=lifespan)
     app.include_router(sensors.router)
     app.include_router(city.router)
@@ -159,6 +156,7 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
     app.include_router(device_routes.router)
     app.include_router(device_routes.contract)
     app.add_middleware(Guard, settings=settings, max_body_bytes=settings.max_body_bytes)
+    document_refusals(app)
     app.add_exception_handler(RequestValidationError, short_validation_errors)
     app.add_exception_handler(InfluxUnavailable, _influx_unavailable)
     app.add_exception_handler(InfluxRejected, _influx_rejected)

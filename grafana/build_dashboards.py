@@ -389,6 +389,19 @@ class Boards:
         b.add(4, 5, stat("Cảnh báo đang có · Active alerts", "Từ rules · From the rules service",
                          [target(ACTIVE_ALERTS)], decimals=0, no_value="0",
                          thresholds=steps("green", (1, "orange"))))
+        b.add(4, 5, stat("Tiến trình lỗi · Failing processes",
+                         "Tiến trình smartcity up khởi động lại liên tục (thành phố suy giảm) · "
+                         "Processes smartcity up keeps restarting (the city is degraded)",
+                         [target('SELECT last("degraded") FROM "city_supervision" WHERE '
+                                 "$timeFilter AND \"child\" = 'city'")],
+                         decimals=0, no_value="0", thresholds=steps("green", (1, "red"))))
+        b.add(12, 9, timeseries("Khởi động lại · Restarts",
+                                "Số lần smartcity up khởi động lại mỗi tiến trình · Restarts of "
+                                "each process by smartcity up",
+                                [target('SELECT last("restarts") FROM "city_supervision" WHERE '
+                                        "$timeFilter AND \"child\" != 'city' GROUP BY "
+                                        'time($__interval), "child" fill(none)',
+                                        alias="$tag_child")], decimals=0))
         b.add(12, 9, timeseries("Tốc độ ingest · Ingest rate",
                                 "Nhận, lưu và từ chối mỗi giây · Received, stored and rejected "
                                 "a second",

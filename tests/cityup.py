@@ -168,12 +168,20 @@ class City:
         return InfluxClient(InfluxSettings(url=f"http://127.0.0.1:{self.ports['influx']}",
                                            timeout_s=5))
 
+    def readyz(self) -> int:
+        """/readyz's status code; 0 while the api does not answer (restarting)."""
+        try:
+            with httpx.Client(base_url=self.api, timeout=5) as http:
+                return http.get("/readyz").status_code
+        except httpx.HTTPError:
+            return 0
+
     def status(self) -> dict[str, Any]:
         return dict(orjson.loads((self.data_dir / "up" / "status.json").read_bytes()))
 
     def register(self) -> dict[str, Any]:
+        wait_until(lambda: self.readyz() == 200, 60, "the api ready")
         with self.http() as http:
-            wait_until(lambda: http.get("/readyz").status_code == 200, 60, "the api ready")
             response = http.post("/api/v1/devices", json=EXHIBITOR)
         assert response.status_code == 201, response.text
         self.exhibitor = response.json()

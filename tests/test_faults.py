@@ -15,11 +15,10 @@ from pathlib import Path
 
 import httpx
 import orjson
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.cityup import CITY_DEVICE, City, Load, city_up, new_base, wait_until
+from tests.secured_broker import NOT_AUTHORIZED, Session
 
 pytestmark = pytest.mark.servers
 
@@ -77,8 +76,7 @@ def under_load(city: City, fault: Callable[[], None], after_s: float = 8.0) -> N
         assert not lost, f"{len(lost)} acknowledged readings of {device_id} lost, " \
                          f"e.g. seq {sorted(lost)[:10]}"
     assert city.running()
-    with city.http() as http:
-        wait_until(lambda: http.get("/readyz").status_code == 200, 60, "the city ready again")
+    wait_until(lambda: city.readyz() == 200, 60, "the city ready again")
 
 
 def test_ingest_killed_is_restarted_and_loses_nothing_of_any_device(city: City) -> None:
@@ -151,8 +149,8 @@ def test_broker_killed_is_restarted_with_its_sessions(city: City) -> None:
 def test_api_killed_is_restarted(city: City) -> None:
     old = city.signal("api", signal.SIGKILL)
     city.wait_restarted("api", old)
+    wait_until(lambda: city.readyz() == 200, 60, "the api back")
     with city.http() as http:
-        wait_until(lambda: http.get("/readyz").status_code == 200, 60, "the api back")
         device_id = city.exhibitor["device"]["device_id"]
         # The restarted api read the registry: it knows the exhibitor's device at once.
         assert http.get(f"/api/v1/devices/{device_id}").status_code == 200
@@ -160,21 +158,13 @@ def test_api_killed_is_restarted(city: City) -> None:
 
 def test_no_account_takes_over_the_ingest_session(city: City) -> None:
     creds = city.exhibitor["credentials"]
-    answers: list[object] = []
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="smartcity-ingest",
-                         protocol=mqtt.MQTTv5)
-    client.username_pw_set(creds["username"], creds["password"])
-    client.on_connect = lambda c, u, f, reason, p: answers.append(reason)
     lost_before = city.output().count("lost the broker")
-    client.connect("127.0.0.1", city.ports["mqtt"])
-    client.loop_start()
-    try:
-        wait_until(lambda: answers, 15, "the broker's answer")
-    finally:
-        client.loop_stop()
-    assert getattr(answers[0], "is_failure", False), "a device took the ingest client id"
+    for stolen in ("smartcity-ingest", "smartcity-rules"):
+        with Session(city.ports["mqtt"], creds["username"], creds["password"],
+                     client_id=stolen) as impostor:
+            assert impostor.refused == NOT_AUTHORIZED, f"a device took the id {stolen}"
     time.sleep(2)
-    assert city.output().count("lost the broker") == lost_before, "ingest was kicked off"
+    assert city.output().count("lost the broker") == lost_before, "a service was kicked off"
 
 
 def test_a_child_failing_repeatedly_degrades_the_city_visibly_then_it_recovers(
@@ -183,16 +173,18 @@ def test_a_child_failing_repeatedly_degrades_the_city_visibly_then_it_recovers(
         for _ in range(3):
             old = city.signal("rules", signal.SIGKILL)
             city.wait_restarted("rules", old, timeout=30) if _ < 2 else None
-        answer = wait_until(lambda: (r := http.get("/readyz")).status_code == 503 and r, 30,
+        answer = wait_until(lambda: city.readyz() == 503 and http.get("/readyz"), 30,
                             "/readyz to report the degraded city")
         assert "rules" in answer.json()["checks"]["city"]["detail"]
         assert city.status()["degraded"] == ["rules"]
         assert "the city is degraded: rules" in city.output()
         assert city.running() and city.pids()["ingest"]
-        board = city.influx().query('SELECT last("degraded") FROM "city_supervision" '
+        influx = city.influx()
+        board = influx.query('SELECT last("degraded") FROM "city_supervision" '
                                     "WHERE \"child\"='city'", db="smartcity")
+        influx.close()
         assert board and board[0].values[0][1] >= 1
-        wait_until(lambda: http.get("/readyz").status_code == 200, 90,
+        wait_until(lambda: city.readyz() == 200, 90,
                    "the city whole again once rules ran a while")
 
 

@@ -39,6 +39,8 @@ from smartcity.models import TELEMETRY_MODELS, Source
 from smartcity.registry import DeviceInfo
 from smartcity.servers import Influxd, Mosquitto
 from smartcity.settings import InfluxSettings, MqttSettings
+from smartcity.supervision import Policy, Supervision
+from smartcity.supervisor import Reporter
 from smartcity.topics import Domain, profile_topic
 from tests.ingest_helpers import ingest_env
 from tests.mqtt import close, connect, publish, wait_for
@@ -480,6 +482,7 @@ def city(mosquitto: Mosquitto, influxd: Influxd,
                                               env=env, stdout=log, stderr=subprocess.STDOUT))
         try:
             simulated = fill(influx, mqtt, env, tmp)
+            report_supervision(settings, tmp)
         except BaseException:
             for service in ("ingest", "rules"):  # shown with the failure
                 print(f"--- {service} ---\n" + (tmp / f"{service}.log").read_text("utf-8",
@@ -493,6 +496,22 @@ def city(mosquitto: Mosquitto, influxd: Influxd,
             publish(mqtt, str(profile_topic(device.device_id, root)), b"", retain=True)
         influx.query(f'DROP DATABASE "{settings.db}"', post=True)
         influx.close()
+
+
+def report_supervision(settings: InfluxSettings, tmp: Path) -> None:
+    """What `smartcity up` stores for the operations board, by its own reporter: a city whose
+    ingest was restarted once."""
+    supervision = Supervision(Policy())
+    supervision.add("ingest", 0.0)
+    supervision.due(0.0)
+    supervision.started("ingest", 0.0)
+    supervision.exited("ingest", "killed by SIGKILL", 1.0)
+    supervision.due(2.0)
+    supervision.started("ingest", 2.0)
+    reporter = Reporter(tmp / "up" / "status.json", settings)
+    reporter.start()
+    reporter.report(supervision)
+    reporter.close()
 
 
 def device_values(city: FilledCity, board: dict[str, Any]) -> dict[str, str]:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AdminDep, ServicesDep
 from api.replaying import ReplaySlot
+from api.schemas import Problem
 from recorder.fileformat import RecordingError, RecordingReader
 from recorder.replay import Replayer, ReplayOptions, ReplayStatus
 from recorder.selection import Remap, Selection
@@ -87,7 +88,9 @@ async def list_replays(services: ServicesDep) -> Replays:
     return Replays(recordings=recordings, replay=_current(services.replays))
 
 
-@router.post("/{name}/start", status_code=202, summary="Replay a built-in recording (admin)")
+@router.post("/{name}/start", status_code=202, summary="Replay a built-in recording (admin)",
+             responses={404: {"model": Problem, "description": "unknown recording"},
+                        409: {"model": Problem, "description": "a replay is running"}})
 async def start_replay(
     name: Annotated[str, PathParam(description=f"recording name, {ID_PATTERN}")],
     services: ServicesDep, _: AdminDep,
@@ -115,7 +118,8 @@ async def start_replay(
     return ReplayState.of(name, replayer.status())
 
 
-@router.post("/stop", summary="Stop the running replay (admin)")
+@router.post("/stop", summary="Stop the running replay (admin)",
+             responses={409: {"model": Problem, "description": "no replay is running"}})
 async def stop_replay(services: ServicesDep, _: AdminDep) -> ReplayState:
     slot = services.replays
     if not slot.running() or slot.replayer is None or slot.name is None:
