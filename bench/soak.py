@@ -75,10 +75,12 @@ def report(city: City, loads: list[tuple[Load, str]], started: float, kills: lis
         except Exception as e:  # InfluxDB restarting right now: say so, count next time
             lost.append(f"{device_id[:12]} ? ({type(e).__name__})")
             continue
+        # Acknowledged minus stored, settled readings only; the exact count of readings lost
+        # is the final one (the publisher may see a PUBACK after ingest stored the reading).
         lost.append(f"{device_id[:12]} {acked_upto(load, upto) - held}")
     mem = " ".join(f"{n}={rss_kib(p) // 1024}M/{open_files(p)}fd" for n, p in sorted(pids.items()))
     print(f"{(time.monotonic() - started) / 60:6.1f} min  sent {sum(x.sent for x, _ in loads):>8}"
-          f"  lost {', '.join(lost)}  restarts {city.restarts()}  kills {len(kills)}  "
+          f"  acked-stored {', '.join(lost)}  restarts {city.restarts()}  kills {len(kills)}  "
           f"up {'running' if city.running() else 'STOPPED'}  rss/fds: {mem}", flush=True)
 
 
@@ -93,8 +95,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
+    # SIGTERM ends the soak like Ctrl-C: the city is stopped and the figures so far printed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     rnd = random.Random(args.seed)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="smartcity-soak-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     print(f"soak: {args.minutes:g} min, exhibitor {args.rate:g}/s + city device "
           f"{args.city_rate:g}/s + simulators, a SIGKILL every ~{args.kill_every:g}s; "
           f"data in {workdir}", flush=True)

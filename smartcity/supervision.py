@@ -48,7 +48,7 @@ class Policy:
 @dataclass(frozen=True)
 class Start:
     name: str
-    attempt: int  # 0 for the first start, then the restart count
+    attempt: int  # 0 for the first start, then which restart this is (1, 2, ...)
 
 
 @dataclass(frozen=True)
@@ -126,9 +126,9 @@ class Supervision:
         p = self.policy
         for c in self.children.values():
             if c.state in (State.WAITING, State.DEGRADED) and now >= c.next_start:
-                actions.append(Start(c.name, c.restarts))
                 if c.started_at or c.last_exit is not None:
                     c.restarts += 1
+                actions.append(Start(c.name, c.restarts))
                 c.state = State.RUNNING  # until started() or start_failed() says more
                 c.started_at = c.last_alive = now
             elif c.state is State.RUNNING and c.watched and not c.hung:

@@ -32,7 +32,7 @@ from paho.mqtt.properties import Properties
 
 from smartcity.influx import InfluxClient, InfluxError
 from smartcity.localaccounts import parse_accounts
-from smartcity.servers import free_port
+from smartcity.servers import free_port, kill_on_parent_death
 from smartcity.settings import InfluxSettings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -249,20 +249,23 @@ def wait_until(predicate: Any, timeout: float, what: str) -> Any:
 
 
 @contextmanager
-def city_up(workdir: Path, *args: str, **env_extra: str) -> Iterator[City]:
-    """`smartcity up` on free ports under ``workdir``; SIGTERM at the end, and a check that
-    it stopped cleanly is the caller's (``city.proc.returncode``)."""
-    ports = {"mqtt": free_port(), "influx": free_port(), "api": free_port()}
-    token = secrets.token_hex(16)
+def city_up(workdir: Path, *args: str, ports: dict[str, int] | None = None,
+            token: str | None = None, log_name: str = "up.log",
+            **env_extra: str) -> Iterator[City]:
+    """`smartcity up` under ``workdir`` (on free ports unless given); SIGTERM at the end, and
+    a check that it stopped cleanly is the caller's (``city.proc.returncode``)."""
+    ports = ports or {"mqtt": free_port(), "influx": free_port(), "api": free_port()}
+    token = token or secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCITY_")}
     env.update(SMARTCITY_DATA_DIR=str(workdir / "var"), SMARTCITY_ADMIN_TOKEN=token,
                PYTHONUNBUFFERED="1", SMARTCITY_INGEST_BATCH_INTERVAL_S="0.1", **env_extra)
-    log = workdir / "up.log"
+    log = workdir / log_name
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "smartcity.cli", "up", "--mqtt-port", str(ports["mqtt"]),
              "--influx-port", str(ports["influx"]), "--api-port", str(ports["api"]), *args],
-            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+            preexec_fn=kill_on_parent_death)  # no city left running if we die
     city = City(proc, log, workdir / "var", ports, token)
     try:
         wait_until(lambda: "smartcity is up" in city.output() or proc.poll() is not None, 90,

@@ -188,6 +188,39 @@ def test_a_child_failing_repeatedly_degrades_the_city_visibly_then_it_recovers(
                    "the city whole again once rules ran a while")
 
 
+def test_up_itself_killed_and_started_again_loses_nothing(tmp_path: Path) -> None:
+    """`up` SIGKILLed: its children get SIGTERM from the kernel (ingest and rules store and
+    acknowledge what they hold, the broker saves its sessions); the next `up` on the same
+    data takes up the sessions. Devices keep publishing throughout, retrying while no broker
+    answers."""
+    base = new_base()
+    with city_up(tmp_path, "--no-simulators") as first:
+        first.register()
+        loads = [(first.exhibitor_load(EXHIBITOR_RATE, base),
+                  first.exhibitor["device"]["device_id"]),
+                 (first.city_load(CITY_RATE, base), CITY_DEVICE[1])]
+        time.sleep(3)
+        first.proc.kill()
+        first.proc.wait(10)
+        wait_until(lambda: not processes_using(tmp_path / "var"), 60,
+                   "every child of the killed up to stop")
+    with city_up(tmp_path, "--no-simulators", ports=first.ports, token=first.token,
+                 log_name="up-again.log") as again:
+        again.exhibitor = first.exhibitor
+        time.sleep(5)
+        for load, _ in loads:
+            load.stop()
+        for load, device_id in loads:
+            lost = again.lost(load, device_id, timeout=90)
+            print(f"{device_id}: sent {load.sent}, acknowledged {len(load.acked)}, "
+                  f"lost {len(lost)}")
+            assert len(load.acked) > load.sent // 2
+            assert not lost, f"{len(lost)} acknowledged readings of {device_id} lost"
+        again.proc.send_signal(signal.SIGTERM)
+        assert again.proc.wait(60) == 0
+    assert processes_using(tmp_path) == []
+
+
 def test_load_generator_counts_only_what_the_broker_acknowledged(city: City) -> None:
     """The counting the other tests rely on: readings refused by the broker (a topic the
     device may not publish on) are not counted as acknowledged."""

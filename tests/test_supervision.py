@@ -27,12 +27,12 @@ def test_an_exited_child_is_restarted_after_its_backoff_and_counted() -> None:
     child = s.exited("ingest", "killed by SIGKILL", now=10)
     assert child.state is State.WAITING and child.last_exit == "killed by SIGKILL"
     assert s.due(10.5) == []
-    assert s.due(11.0) == [Start("ingest", 0)]
+    assert s.due(11.0) == [Start("ingest", 1)]
     s.started("ingest", 11.0)
     assert s.children["ingest"].restarts == 1
     # Again soon after: the backoff doubles.
     s.exited("ingest", "exited with code 1", now=12)
-    assert s.due(13.9) == [] and s.due(14.0) == [Start("ingest", 1)]
+    assert s.due(13.9) == [] and s.due(14.0) == [Start("ingest", 2)]
 
 
 def test_a_child_silent_past_hang_after_is_killed_once_then_restarted() -> None:
@@ -43,7 +43,7 @@ def test_a_child_silent_past_hang_after_is_killed_once_then_restarted() -> None:
     assert s.due(40.0) == []  # killed once; its exit is awaited
     child = s.exited("api", "killed by SIGKILL", now=40.0)
     assert "hung" in (child.last_exit or "")
-    assert s.due(41.0) == [Start("api", 0)]
+    assert s.due(41.0) == [Start("api", 1)]
 
 
 def test_a_freshly_started_child_has_hang_after_to_show_life() -> None:
@@ -69,7 +69,7 @@ def test_repeated_failures_degrade_the_city_without_stopping_it_then_it_recovers
         s.exited("influxd", "exited with code 1", now)
         now = s.children["influxd"].next_start
         s.alive("ingest", now)
-        assert s.due(now) == [Start("influxd", n - 1)]
+        assert s.due(now) == [Start("influxd", n)]
         s.started("influxd", now)
     assert s.degraded() == ["influxd"]
     assert s.children["ingest"].state is State.RUNNING  # the rest of the city runs on
@@ -79,7 +79,7 @@ def test_repeated_failures_degrade_the_city_without_stopping_it_then_it_recovers
     assert s.children["influxd"].next_start == now + 1 + 30
     restart = now + 31
     s.alive("ingest", restart)
-    assert s.due(restart) == [Start("influxd", 5)]
+    assert s.due(restart) == [Start("influxd", 6)]
     s.started("influxd", restart)
     s.alive("ingest", restart + 61)
     s.alive("influxd", restart + 61)
@@ -92,7 +92,7 @@ def test_repeated_failures_degrade_the_city_without_stopping_it_then_it_recovers
 def test_a_failed_start_counts_as_a_failure() -> None:
     s = running("mosquitto")
     s.exited("mosquitto", "killed by SIGKILL", 1.0)
-    assert s.due(2.0) == [Start("mosquitto", 0)]
+    assert s.due(2.0) == [Start("mosquitto", 1)]
     child = s.start_failed("mosquitto", "could not start: port taken", 2.0)
     assert child.failures == 2 and child.next_start == 4.0
 
