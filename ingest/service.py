@@ -249,7 +249,8 @@ class IngestService:
         """A file the container healthcheck reads: fresh while the stats loop turns, and saying
         whether the broker link is up."""
         body = {"ts": format_ts(int(time.time() * 1000)),
-                "connected": self.client.is_connected(), "queue": self.writer.qsize(),
+                "connected": self.client.is_connected(), "subscribed": self.subscribed.is_set(),
+                "queue": self.writer.qsize(),
                 **self.stats.snapshot()}
         tmp = self.heartbeat_path.with_suffix(".tmp")
         tmp.write_bytes(orjson.dumps(body))

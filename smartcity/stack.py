@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 
 from smartcity import logs
 from smartcity.dynsec import password_variable
@@ -64,6 +65,25 @@ def wait_ready(url: str, timeout: float, services: list[ServiceChild]) -> bool:
             if httpx.get(url, timeout=1.0).status_code == 200:
                 return True
         except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def wait_subscribed(state_dir: Path, since: float, timeout: float,
+                    services: list[ServiceChild]) -> bool:
+    """Until ingest's heartbeat, written after ``since`` (wall clock), says its session has
+    subscribed (a heartbeat of an earlier run says nothing)."""
+    deadline = time.monotonic() + timeout
+    heartbeat = state_dir / "heartbeat.json"
+    while time.monotonic() < deadline:
+        if any(s.poll() is not None for s in services):
+            return False
+        try:
+            if heartbeat.stat().st_mtime >= since and \
+                    orjson.loads(heartbeat.read_bytes()).get("subscribed"):
+                return True
+        except (OSError, ValueError):
             pass
         time.sleep(0.2)
     return False
@@ -183,6 +203,7 @@ def main(args: argparse.Namespace) -> int:
         influx = InfluxSettings(url=env["SMARTCITY_INFLUX_URL"])
         ensure_database(influx, created_by_us=own_influx)
 
+        started = time.time()
         for name in ("ingest", "rules", "api") + (() if args.no_simulators else ("simulate",)):
             child = ServiceChild(SERVICE_NAMES[name], name,
                                  service_env(env, name, accounts, args.mqtt_port))
@@ -192,6 +213,12 @@ def main(args: argparse.Namespace) -> int:
         api_url = f"http://{host}:{api_port}"
         if not wait_ready(f"{api_url}/healthz", 30, services):
             raise ServerError("the api did not come up; see its log lines above")
+        # Readings sent before ingest's session first subscribes would reach no one: the
+        # city is up once ingest takes them.
+        if not wait_subscribed(data_dir / "ingest" / env.get("SMARTCITY_INGEST_CLIENT_ID",
+                                                             "smartcity-ingest"),
+                               started, 60, services):
+            raise ServerError("ingest did not subscribe; see its log lines above")
         broker_summary = broker_lines(env["SMARTCITY_MQTT_URL"], common.mqtt.root, accounts,
                                       anonymous)
         print(f"""
