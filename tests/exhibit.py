@@ -64,7 +64,8 @@ class Exhibit:
     def connect(self, registration: dict[str, Any], password: str | None = None) -> Session:
         """The device's own MQTT v5 session with the credentials it was issued."""
         creds = registration["credentials"]
-        return self.broker.session(creds["username"], password or creds["password"])
+        return self.broker.session(creds["username"], password or creds["password"],
+                                   client_id=creds["client_id"])
 
     def device(self, device_id: str) -> dict[str, Any]:
         with self.http(token="") as http:

@@ -324,7 +324,9 @@ def device_id() -> str:
 
 def device_session(secured: SecuredBroker, credentials: DeviceCredentials,
                    **options: object) -> Session:
-    return secured.session(credentials.username, credentials.password, **options)
+    """The device's session, under the one client id its account is bound to."""
+    return secured.session(credentials.username, credentials.password,
+                           client_id=credentials.client_id, **options)
 
 
 @pytest.mark.servers

@@ -100,7 +100,8 @@ def test_the_micropython_device_code_sends_readings_and_hears_rejections(
     config = SimpleNamespace(BROKER_HOST="127.0.0.1", BROKER_PORT=exhibit.broker.port,
                              USERNAME=creds["username"], PASSWORD=creds["password"],
                              ROOT=exhibit.root, DOMAIN="flood", DEVICE_ID=device_id)
-    device = micropython_device.Device(config, b"esp32-test")
+    # As main.py does: the exhibit takes the account under its username as client id only.
+    device = micropython_device.Device(config, creds["client_id"].encode())
     device.connect()
     try:
         device.send({"water_level_cm": 33.5})

@@ -29,8 +29,9 @@ def start_broker(workdir: Path, accounts: BrokerAccounts) -> Mosquitto:
     return server
 
 
-def login(server: Mosquitto, username: str | None, password: str | None) -> Session:
-    return Session(server.port, username, password)
+def login(server: Mosquitto, username: str | None, password: str | None,
+          client_id: str | None = None) -> Session:
+    return Session(server.port, username, password, client_id=client_id)
 
 
 def set_password(accounts_file: Path, service: str, password: str) -> None:
@@ -94,7 +95,7 @@ def test_a_restart_keeps_device_accounts_and_follows_the_accounts_file_and_root(
         with login(server, recorder.username, recorder.password) as session:
             assert session.connected
             assert session.subscribe(f"{root}/#") == [1]
-        with login(server, device.username, device.password) as booth:
+        with login(server, device.username, device.password, device.client_id) as booth:
             assert booth.connected
         with login(server, None, None) as anonymous:
             assert anonymous.refused == NOT_AUTHORIZED

@@ -101,7 +101,8 @@ def test_a_malformed_request_is_refused_naming_the_field(changes: dict[str, obje
 
 def test_the_ready_payload_passes_the_contract_and_the_command_sends_it() -> None:
     device = build_device(request(), REGISTRY, WARDS)
-    creds = Credentials(username="dev-x", password="p'w d", broker="mqtt://exhibit.local:1883")
+    creds = Credentials(username="dev-x", password="p'w d", broker="mqtt://exhibit.local:1883",
+                        client_id="dev-x")
     example = example_of(device, "city", 1_795_000_000_000, creds, creds.broker)
     topics = topics_of(device, "city")
     assert example.topic == topics.telemetry == f"city/flood/{device.device_id}/telemetry"
@@ -111,6 +112,7 @@ def test_the_ready_payload_passes_the_contract_and_the_command_sends_it() -> Non
     assert reading.domain is Domain.FLOOD
     argv = shlex.split(example.mosquitto_pub)
     assert argv[argv.index("-P") + 1] == "p'w d"
+    assert argv[argv.index("-i") + 1] == "dev-x"  # the one client id the account takes
     assert argv[argv.index("-h") + 1] == "exhibit.local"
     assert orjson.loads(argv[argv.index("-m") + 1]) == example.payload
     assert example.senml[0]["bn"] == f"{device.device_id}:"

@@ -80,10 +80,11 @@ class Stack:
         """The service accounts' passwords, as `up` keeps them for engineers."""
         return parse_accounts(self.accounts_file.read_text(), str(self.accounts_file))
 
-    def session(self, username: str | None = None, password: str | None = None) -> Session:
+    def session(self, username: str | None = None, password: str | None = None,
+                client_id: str | None = None) -> Session:
         if username is not None and password is None:
             password = self.passwords()[username]
-        return Session(self.ports["mqtt"], username, password)
+        return Session(self.ports["mqtt"], username, password, client_id=client_id)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -145,7 +146,9 @@ def test_smartcity_up_runs_the_city_end_to_end_and_leaves_nothing_behind(
         assert f"api        {stack.api}" in out
         assert f"board      {stack.api}/board" in out
         assert f"mqtt://127.0.0.1:{stack.ports['mqtt']}" in out
-        assert len(stack.child_pids()) == 4  # ingest, rules, api, simulate
+        # ingest, rules, api, simulate, and the servers: mosquitto, influxd
+        assert sorted(stack.children()) == ["api", "influxd", "ingest", "mosquitto", "rules",
+                                            "simulate"]
         assert_each_service_has_its_own_account(stack)
 
         with httpx.Client(base_url=stack.api, timeout=10) as api:
@@ -339,7 +342,7 @@ def test_a_device_registered_on_the_secured_stack_connects_with_its_own_account(
             creds = answer["credentials"]
             assert creds["username"] == f"dev-{device_id}"
             assert creds["broker"] == f"mqtt://127.0.0.1:{stack.ports['mqtt']}"
-            with stack.session(creds["username"], creds["password"]) as device:
+            with stack.session(creds["username"], creds["password"], creds["client_id"]) as device:
                 assert device.connected
                 assert device.publish(answer["topics"]["telemetry"], reading(1, 12.5)) == 0
                 # Its role: its own topics only.
@@ -358,7 +361,7 @@ def test_a_device_registered_on_the_secured_stack_connects_with_its_own_account(
         with httpx.Client(base_url=again.api, timeout=15) as api:
             wait_for(lambda: api.get("/readyz").status_code == 200, timeout=30,
                      what="the api to be ready")
-            with again.session(creds["username"], creds["password"]) as device:
+            with again.session(creds["username"], creds["password"], creds["client_id"]) as device:
                 assert device.connected
                 assert device.publish(answer["topics"]["telemetry"], reading(2, 13.5)) == 0
             wait_latest(api, device_id, 13.5)
