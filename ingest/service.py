@@ -20,6 +20,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from broker.mqtt import Session, Subscription, new_client, start
 from ingest.judge import Accepted, Judge, Rejection
 from ingest.lineprotocol import rejection_line
 from ingest.spool import Spool
@@ -31,7 +32,6 @@ from smartcity.codec import dump
 from smartcity.errors import ContractError
 from smartcity.influx import InfluxClient, InfluxError
 from smartcity.models import DeviceError, ProblemOut, format_ts
-from smartcity.mqtt import Subscription, connect_persistent, persistent_client
 from smartcity.profiles import Change, apply_profile, decode_profile
 from smartcity.registry import Registry
 from smartcity.settings import IngestSettings
@@ -88,14 +88,14 @@ class IngestService:
         self.profile_changes = 0  # exhibitor devices added, updated or removed at run time
         self._last_rejection_ms: dict[str, int] = {}
         # Profiles are not shared: every ingest worker needs every device.
-        self.session = Subscription(settings.mqtt, str(telemetry_filter(root, group)),
-                                    str(value_filter(root, group)), str(self.profiles))
+        self.session = Subscription(settings.mqtt, telemetry_filter(root, group),
+                                    value_filter(root, group), self.profiles)
         self.subscribed = self.session.subscribed
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
-        client = persistent_client(s.mqtt, s.client_id)
+        client = new_client(s.mqtt, s.client_id, manual_ack=True)
         self.session.attach(client)
         client.on_message = self._on_message
         # paho keeps its own bounded queue of outgoing QoS 1 messages (error reports here).
@@ -107,7 +107,7 @@ class IngestService:
     def start(self) -> None:
         s = self.settings
         self.writer.start()
-        connect_persistent(self.client, s.mqtt, s.session_expiry_s, s.receive_maximum)
+        start(self.client, s.mqtt, Session(s.session_expiry_s, s.receive_maximum))
         self._stats_thread.start()
         if len(self.spool):
             log.info("spool holds %d batches from an earlier run; draining", len(self.spool))

@@ -14,8 +14,9 @@ from typing import Any
 
 # Only what building the parser needs: `smartcity --help` should not import paho.
 from recorder.fileformat import RecordingError, RecordingReader
-from recorder.selection import Remap, Selection, TimePoint, parse_duration
+from recorder.selection import Remap, Selection, TimePoint
 from smartcity import logs
+from smartcity.durations import parse_duration
 from smartcity.models import format_ts
 from smartcity.settings import CommonSettings
 from smartcity.topics import TopicFilter

@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 import paho.mqtt.client as mqtt
 
+from broker.mqtt import Session, Subscription, new_client, start
 from ingest.lineprotocol import LineProtocolError
 from ingest.spool import Spool
 from ingest.writer import PointWriter
@@ -50,7 +51,6 @@ from smartcity.codec import Reading, decode_message
 from smartcity.errors import ContractError
 from smartcity.influx import InfluxClient
 from smartcity.models import format_ts
-from smartcity.mqtt import Subscription, connect_persistent, persistent_client
 from smartcity.profiles import Change, apply_profile, decode_profile
 from smartcity.registry import Registry
 from smartcity.topics import alert_topic, profile_filter, telemetry_filter, value_filter
@@ -108,8 +108,8 @@ class RulesService:
         root = settings.mqtt.root
         # Exhibitor devices registered at run time reach the engine through this registry.
         self.profiles = profile_filter(root)
-        self.session = Subscription(settings.mqtt, str(telemetry_filter(root)),
-                                    str(value_filter(root)), str(self.profiles))
+        self.session = Subscription(settings.mqtt, telemetry_filter(root),
+                                    value_filter(root), self.profiles)
         self.subscribed = self.session.subscribed
         self.client = self._make_client()
 
@@ -123,7 +123,7 @@ class RulesService:
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
-        client = persistent_client(s.mqtt, s.client_id)
+        client = new_client(s.mqtt, s.client_id, manual_ack=True)
         self.session.attach(client)
         client.on_message = self._on_message
         client.on_publish = self._on_publish
@@ -135,7 +135,7 @@ class RulesService:
         s = self.settings
         self.points.start()
         self._worker.start()
-        connect_persistent(self.client, s.mqtt, s.session_expiry_s, s.receive_maximum)
+        start(self.client, s.mqtt, Session(s.session_expiry_s, s.receive_maximum))
 
     def stop(self) -> None:
         """Judge, publish, save and acknowledge what has arrived, then leave; the session stays

@@ -27,16 +27,18 @@ class MqttSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SMARTCITY_MQTT_", extra="ignore")
 
     url: str = Field(default="mqtt://127.0.0.1:1883",
-                     description="broker, mqtt://[user:password@]host:port")
+                     description="broker, mqtt://[user:password@]host:port; mqtts:// for TLS")
     root: str = Field(default=DEFAULT_ROOT, description="first topic level of every topic")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
+    ca_file: Path | None = Field(default=None, description="CA certificates that sign the "
+                                 "broker's TLS certificate (mqtts://); default: the system's")
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
         parts = urlsplit(v)
-        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-            raise ValueError("must look like mqtt://host:port")
+        if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl") or not parts.hostname:
+            raise ValueError("must look like mqtt://host:port (mqtts://host:port for TLS)")
         return v
 
     @field_validator("root")
@@ -49,14 +51,19 @@ class MqttSettings(BaseSettings):
         return urlsplit(self.url).hostname or "127.0.0.1"
 
     @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme in ("mqtts", "ssl")
+
+    @property
     def port(self) -> int:
-        return urlsplit(self.url).port or 1883
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
 
     @property
     def address(self) -> str:
         """The broker's URL without credentials: what logs and messages show."""
         host = self.host
-        return f"mqtt://{f'[{host}]' if ':' in host else host}:{self.port}"
+        scheme = "mqtts" if self.tls else "mqtt"
+        return f"{scheme}://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     @property
     def username(self) -> str | None:
@@ -93,6 +100,30 @@ class InfluxSettings(BaseSettings):
         from smartcity.ids import check_id
 
         return check_id(v, "SMARTCITY_INFLUX_DB")
+
+
+class LiveSettings(BaseSettings):
+    """``SMARTCITY_LIVE_*``: how the live stream treats its screens."""
+
+    model_config = SettingsConfigDict(env_prefix="SMARTCITY_LIVE_", extra="ignore")
+
+    buffer: int = Field(default=2048, ge=1, le=1_000_000,
+                        description="events a screen may have pending; beyond, they coalesce")
+    behind_limit_s: float = Field(default=10.0, gt=0, description="a screen whose buffer stays "
+                                                                  "full this long is closed")
+    heartbeat_s: float = Field(default=15.0, gt=0, description="ping interval")
+    tick_s: float = Field(default=0.05, gt=0, le=1, description="how often the hub fans out")
+    delivery_budget: int = Field(default=1000, ge=1,
+                                 description="readings x screens handed out per tick; beyond, "
+                                             "readings are coalesced per device")
+    decode_per_tick: int = Field(default=200, ge=1,
+                                 description="readings judged one by one per tick; beyond, "
+                                             "only each topic's newest")
+    inbox_max: int = Field(default=200_000, ge=1, description="readings waiting for the "
+                                                              "fan-out before new ones are "
+                                                              "dropped")
+    close_grace_s: float = Field(default=2.0, gt=0, description="how long a closing screen "
+                                                                "gets to take its close")
 
 
 class CommonSettings(BaseSettings):
@@ -181,6 +212,7 @@ class ApiSettings(CommonSettings):
         default=None, alias="SMARTCITY_API_DEVICE_BROKER_URL",
         description="the broker address devices are told to use (mqtt://host:port); default: "
                     "the api's own, without its credentials")
+    live: LiveSettings = Field(default_factory=LiveSettings)
 
     model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
                                       populate_by_name=True)

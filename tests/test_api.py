@@ -16,8 +16,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from api.link import MqttLink
 from api.main import create_app
-from api.status import StatusTracker
 from smartcity.city import load_city
 from smartcity.influx import InfluxClient
 from smartcity.models import format_ts
@@ -67,8 +67,8 @@ def client(settings: ApiSettings) -> Iterator[TestClient]:
         yield c
 
 
-def tracker(client: TestClient) -> StatusTracker:
-    status: StatusTracker = client.app_state["services"].status
+def tracker(client: TestClient) -> MqttLink:
+    status: MqttLink = client.app_state["services"].link
     return status
 
 

@@ -16,7 +16,6 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from api.live import LiveSettings
 from rules.settings import RulesSettings
 from smartcity.cli import build_parser
 from smartcity.dynsec import SERVICES, password_variable, service_roles
@@ -25,6 +24,7 @@ from smartcity.settings import (
     CommonSettings,
     InfluxSettings,
     IngestSettings,
+    LiveSettings,
     MqttSettings,
     SimulatorSettings,
 )
@@ -43,7 +43,7 @@ SECRET = "0123456789abcdef0123456789abcdef"
 def variables_read(cls: type[BaseSettings]) -> set[str]:
     prefix = str(cls.model_config.get("env_prefix", ""))
     return {(f.alias or f"{prefix}{name}").upper() for name, f in cls.model_fields.items()
-            if name not in ("mqtt", "influx")}
+            if name not in ("mqtt", "influx", "live")}
 
 
 READ_BY_SMARTCITY = set().union(*(variables_read(c) for c in SETTINGS)) | {

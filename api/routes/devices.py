@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, HTTPException, Response
 
 from api import device_report, registration
 from api.deps import AdminDep, DeviceDep, InfluxDep, NowDep, ServicesDep, invalid
+from api.link import NotPublished
 from api.registration import (
     Credentials,
     Device,
@@ -25,7 +26,6 @@ from api.registration import (
     Rotation,
 )
 from api.schemas import Problem, SensorStatus
-from api.status import NotPublished
 from smartcity.asyncapi import build as asyncapi_document
 from smartcity.dynsec import DeviceCredentials, DynSecError, DynSecUnavailable
 from smartcity.errors import ContractError, FieldProblem
@@ -65,7 +65,7 @@ def _broker_down(e: Exception) -> HTTPException:
 
 async def _publish_profile(services: ServicesDep, device_id: str, payload: bytes) -> None:
     topic = str(profile_topic(device_id, services.settings.mqtt.root))
-    await anyio.to_thread.run_sync(lambda: services.status.publish(topic, payload, retain=True))
+    await anyio.to_thread.run_sync(lambda: services.link.publish(topic, payload, retain=True))
 
 
 def _exhibitor(device: DeviceInfo) -> DeviceInfo:
@@ -125,7 +125,7 @@ async def list_devices(services: ServicesDep) -> list[Device]:
 async def get_device_report(device: DeviceDep, services: ServicesDep,
                         influx: InfluxDep) -> DeviceReport:
     facts = await device_report.fetch(influx, device)
-    state = services.status.state(device.device_id)
+    state = services.link.state(device.device_id)
     status = SensorStatus(state.state.value) if state else SensorStatus.UNKNOWN
     last_seen = registration.utc(facts.last_seen_ms)
     last_rejected_at = registration.utc(facts.last_rejected_ms)

@@ -47,7 +47,7 @@ async def check_influx(probe: InfluxDBClient, influx: AsyncInfluxClient) -> Chec
             responses={503: {"model": Readiness, "description": "something is down; the body "
                                                                 "says what"}})
 async def readyz(services: ServicesDep, response: Response) -> Readiness:
-    status = services.status
+    status = services.link
     mqtt = (Check(ok=True, detail=f"connected to MQTT broker {status.broker}")
             if status.connected else
             Check(ok=False, detail=f"not connected to MQTT broker {status.broker}"

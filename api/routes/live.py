@@ -1,7 +1,7 @@
 """``/api/v1/live``: the live stream, as a WebSocket and as Server-Sent Events on the same
 path, and the hub's counters.
 
-The protocol (JSON objects with a ``type``) is in :mod:`api.livewire` and docs/live-stream.md.
+The protocol (JSON objects with a ``type``) is in :mod:`api.live.wire` and docs/live-stream.md.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from api.deps import Services, ServicesDep, invalid
 from api.live import POLICY_VIOLATION, LiveClient, LiveHub
-from api.livefilter import LiveFilter, parse_filter
+from api.live.filter import LiveFilter, parse_filter
 from smartcity.errors import ContractError
 
 router = APIRouter(prefix="/api/v1/live", tags=["live"])

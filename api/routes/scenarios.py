@@ -15,9 +15,9 @@ import anyio
 from fastapi import APIRouter, Body, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AdminDep, ServicesDep, StatusDep, invalid, now_ms
+from api.deps import AdminDep, LinkDep, ServicesDep, invalid, now_ms
+from api.link import MqttLink, NotPublished
 from api.schemas import Problem, Timestamp
-from api.status import NotPublished, StatusTracker
 from simulators.scenarios import builtin_names, load_scenario
 from smartcity.control import (
     MAX_SPEED,
@@ -124,19 +124,19 @@ def catalogue() -> list[ScenarioInfo]:
 
 @router.get("/api/v1/scenarios", summary="The built-in scenarios, and what the simulator "
                                          "is running")
-def list_scenarios(status: StatusDep) -> ScenarioList:
+def list_scenarios(status: LinkDep) -> ScenarioList:
     return ScenarioList(scenarios=catalogue(),
                         simulation=simulation_of(status.simulator(), now_ms()))
 
 
 @router.get("/api/v1/simulation", summary="The simulator's state: scenario, simulated time, "
                                           "speed")
-def get_simulation(status: StatusDep) -> Simulation:
+def get_simulation(status: LinkDep) -> Simulation:
     return simulation_of(status.simulator(), now_ms())
 
 
 async def _send(services: ServicesDep, body: ControlBody) -> CommandAccepted:
-    status: StatusTracker = services.status
+    status: MqttLink = services.link
     root = services.settings.mqtt.root
     if not status.connected:
         raise HTTPException(503, f"not connected to the MQTT broker {status.broker}; try "
