@@ -13,7 +13,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TypedDict
 
-from api.schemas import Bounds, CityMap, Location, MapFloodSite, MapPlace, MapRoad, MapWard
+from api.models.city import Bounds, CityMap, MapFloodSite, MapPlace, MapRoad, MapWard
+from api.models.sensors import Location
 from rules.config import RuleSet
 from smartcity.city import DOMAIN_OF, City, Place, Road
 from smartcity.topics import Domain

@@ -20,7 +20,7 @@ from api.accounts import device_accounts
 from api.deps import Services
 from api.link import MqttLink
 from api.live import LiveHub, shutdown_streams
-from api.routes import alerts, board, city, health, replays, scenarios, sensors
+from api.routes import alerts, board, city, health, metrics, replays, scenarios, sensors
 from api.routes import devices as device_routes
 from api.routes import live as live_routes
 from smartcity import logs
@@ -134,6 +134,7 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
     app = FastAPI(title="smartcity api", version=_version(), description=DESCRIPTION,
                   openapi_tags=TAGS, lifespan=lifespan)
     app.include_router(sensors.router)
+    app.include_router(metrics.router)
     app.include_router(city.router)
     app.include_router(alerts.router)
     app.include_router(replays.router)

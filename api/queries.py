@@ -21,6 +21,7 @@ from smartcity.durations import UNIT_S, parse_duration
 from smartcity.errors import ContractError, FieldProblem
 from smartcity.ids import check_id
 from smartcity.influx import Series, quote_ident, quote_literal
+from smartcity.metrics import CATALOGUE
 from smartcity.models import TELEMETRY_MODELS, Source, format_ts, parse_ts
 from smartcity.topics import Domain
 
@@ -40,8 +41,6 @@ _NICE_EVERY = ("1s", "5s", "10s", "15s", "30s", "1m", "2m", "5m", "10m", "15m", 
                "1h", "2h", "3h", "6h", "12h", "1d", "2d", "1w", "2w", "4w")
 # A '+' in a query string arrives as a space when the client did not percent-encode it.
 _SPACE_OFFSET_RE = re.compile(r"(T[0-9:.]+) ([0-9]{2}:?[0-9]{2})")
-_UNITS = (("_veh_h", "veh/h"), ("_mm_h", "mm/h"), ("_kmh", "km/h"), ("_ugm3", "µg/m³"),
-          ("_pct", "%"), ("_ppm", "ppm"), ("_cm", "cm"), ("_c", "°C"), ("_w", "W"))
 
 
 class Agg(StrEnum):
@@ -69,15 +68,9 @@ def check_metric(domain: Domain, metric: str, field: str = "metric") -> str:
 
 
 def unit_of(metric: str) -> str:
-    """The unit a metric's name ends with (``water_level_cm`` -> ``cm``)."""
-    for suffix, unit in _UNITS:
-        if metric.endswith(suffix):
-            return unit
-    return ""
-
-
-def describe_metric(domain: Domain, metric: str) -> str:
-    return TELEMETRY_MODELS[domain].model_fields[metric].description or ""
+    """The unit a metric is in, as people read it (``flow_veh_h`` -> ``veh/h``)."""
+    m = CATALOGUE.get(metric)
+    return m.unit if m else ""
 
 
 # --- durations and times -----------------------------------------------------------------

@@ -25,7 +25,7 @@ from ingest.judge import Accepted, Judge, Rejection
 from ingest.lineprotocol import rejection_line
 from ingest.spool import Spool
 from ingest.stats import Stats
-from ingest.writer import BatchWriter, Item, PointWriter
+from ingest.writer import BatchWriter, Item
 from smartcity import logs
 from smartcity.city import load_city
 from smartcity.codec import dump
@@ -66,15 +66,14 @@ class ReportLimiter:
 
 
 class IngestService:
-    def __init__(self, settings: IngestSettings, registry: Registry,
-                 sink: PointWriter | None = None) -> None:
+    def __init__(self, settings: IngestSettings, registry: Registry) -> None:
         self.settings = settings
         self.stats = Stats()
         self.judge = Judge(registry, settings.mqtt.root, settings.max_payload_bytes)
         self.influx = InfluxClient(settings.influx)
         state = settings.state_dir
         self.spool = Spool(state / "spool", settings.spool_max_bytes)
-        self.writer = BatchWriter(sink or self.influx, self._ack, self.spool,
+        self.writer = BatchWriter(self.influx, self._ack, self.spool,
                                   state / "dead-letter", self.stats, settings.batch_size,
                                   settings.batch_interval_s)
         self.heartbeat_path = state / "heartbeat.json"

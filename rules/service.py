@@ -37,7 +37,6 @@ import paho.mqtt.client as mqtt
 from broker.mqtt import Session, Subscription, new_client, start
 from ingest.lineprotocol import LineProtocolError
 from ingest.spool import Spool
-from ingest.writer import PointWriter
 from rules.config import RuleSet, load_rules
 from rules.engine import Engine
 from rules.lines import alert_line
@@ -61,7 +60,10 @@ STOP_GRACE_S = 5.0  # how long stop() waits for the broker to take events still 
 
 
 @dataclass(slots=True)
-class Item:
+class Delivery:
+    """A message the rules worker judges, and what acknowledges it once its alerts are
+    saved."""
+
     readings: list[Reading]  # empty: not valid (ingest reports it); just acknowledged
     mid: int
     qos: int
@@ -70,7 +72,7 @@ class Item:
 
 
 @dataclass
-class Stats:
+class RulesStats:
     received: int = 0
     undecodable: int = 0
     batches: int = 0
@@ -81,24 +83,23 @@ class Stats:
 
 class RulesService:
     def __init__(self, settings: RulesSettings, registry: Registry | None = None,
-                 rules: RuleSet | None = None, city: City | None = None,
-                 sink: PointWriter | None = None) -> None:
+                 rules: RuleSet | None = None, city: City | None = None) -> None:
         self.settings = settings
         city = city or load_city(settings.city_file, scale=settings.scale)
         ruleset = (rules or load_rules(settings.rules_file)).with_city(city)
         self.registry = registry or city.registry()
         self.engine = Engine(ruleset, self.registry, ward_names(city))
-        self.stats = Stats()
+        self.stats = RulesStats()
         state_dir = settings.state_dir
         self.state = StateFile(state_dir / "state.json")
         self.heartbeat_path = state_dir / "heartbeat.json"
         self.influx = InfluxClient(settings.influx)
-        self.points = AlertPoints(sink or self.influx,
+        self.points = AlertPoints(self.influx,
                                   Spool(state_dir / "spool", settings.spool_max_bytes),
                                   state_dir / "dead-letter")
         self._lock = threading.Lock()  # the engine: worker thread vs. readers of active()
-        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
-        self._unacked: list[Item] = []
+        self._queue: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
+        self._unacked: list[Delivery] = []
         self._stopping = threading.Event()
         self._stopping_at = 0.0
         self._puback = threading.Condition()
@@ -180,7 +181,7 @@ class RulesService:
             self.stats.undecodable += 1
             log.exception("could not decode a message on %s: %s", msg.topic,
                           logs.truncate(bytes(msg.payload)))
-        self._queue.put(Item(readings, msg.mid, msg.qos, self.session.generation))
+        self._queue.put(Delivery(readings, msg.mid, msg.qos, self.session.generation))
 
     def _on_profile(self, msg: mqtt.MQTTMessage) -> None:
         """An exhibitor device registered, changed or removed; acknowledged at once."""
@@ -196,7 +197,7 @@ class RulesService:
                 log.info("exhibitor device %s %s", profile.device_id, change.value)
             if change is Change.REMOVED:
                 # Acknowledged by the worker, once the device's alerts are withdrawn and saved.
-                self._queue.put(Item([], msg.mid, msg.qos, self.session.generation,
+                self._queue.put(Delivery([], msg.mid, msg.qos, self.session.generation,
                                      removed=profile.device_id))
                 return
         self.session.ack(self.client, msg.mid, msg.qos, self.session.generation)
@@ -226,8 +227,8 @@ class RulesService:
                 self._beat()
                 next_beat = time.monotonic() + self.settings.heartbeat_interval_s
 
-    def _collect(self) -> tuple[list[Item], bool]:
-        batch: list[Item] = []
+    def _collect(self) -> tuple[list[Delivery], bool]:
+        batch: list[Delivery] = []
         try:
             first = self._queue.get(timeout=0.5)
         except queue.Empty:
@@ -247,7 +248,7 @@ class RulesService:
             batch.append(item)
         return batch, False
 
-    def _process(self, batch: list[Item]) -> None:
+    def _process(self, batch: list[Delivery]) -> None:
         self.stats.batches += 1
         events: list[Alert] = []
         with self._lock:
@@ -319,7 +320,7 @@ class RulesService:
             return False
         return True
 
-    def _ack(self, items: list[Item]) -> None:
+    def _ack(self, items: list[Delivery]) -> None:
         for item in items:
             self.session.ack(self.client, item.mid, item.qos, item.generation)
 

@@ -1,21 +1,80 @@
 """Settings, read from ``SMARTCITY_*`` environment variables.
 
-Each service builds one settings object at start-up; tests build them directly with keyword
-arguments instead of touching the environment. The same variables configure the local stack
-(``smartcity up``) and docker-compose.
+Each service builds one settings object at start-up, a subclass of :class:`Settings`; tests
+build them directly with keyword arguments, or from an environment of their own with
+:meth:`Settings.from_env`, instead of touching the process's. The same variables configure the
+local stack (``smartcity up``) and docker-compose.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Self
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from smartcity.topics import DEFAULT_ROOT, check_root
+
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("smartcity_environ", default=None)
+
+
+class _Environ(EnvSettingsSource):
+    """Environment variables from a given mapping instead of the process's."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        if self.case_sensitive:
+            return dict(self._environ)
+        return {k.lower(): v for k, v in self._environ.items()}
+
+
+class Settings(BaseSettings):
+    """The base of every settings object: ``SMARTCITY_*`` variables, unknown ones ignored."""
+
+    model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
+                                      populate_by_name=True)
+
+    @classmethod
+    def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environ = _ENVIRON.get()
+        if environ is None:
+            return init_settings, env_settings, dotenv_settings, file_secret_settings
+        return init_settings, _Environ(settings_cls, environ)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **values: Any) -> Self:
+        """Read from ``environ`` (nested settings too) rather than the process's
+        environment."""
+        with _injected(environ):
+            return cls(**values)
+
+
+@contextmanager
+def _injected(environ: Mapping[str, str]) -> Iterator[None]:
+    token = _ENVIRON.set(environ)
+    try:
+        yield
+    finally:
+        _ENVIRON.reset(token)
 
 
 class Environment(StrEnum):
@@ -23,8 +82,8 @@ class Environment(StrEnum):
     EXHIBIT = "exhibit"
 
 
-class MqttSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_MQTT_", extra="ignore")
+class MqttSettings(Settings):
+    model_config = SettingsConfigDict(env_prefix="SMARTCITY_MQTT_")
 
     url: str = Field(default="mqtt://127.0.0.1:1883",
                      description="broker, mqtt://[user:password@]host:port; mqtts:// for TLS")
@@ -76,8 +135,8 @@ class MqttSettings(BaseSettings):
         return unquote(p) if p else None
 
 
-class InfluxSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_INFLUX_", extra="ignore")
+class InfluxSettings(Settings):
+    model_config = SettingsConfigDict(env_prefix="SMARTCITY_INFLUX_")
 
     url: str = Field(default="http://127.0.0.1:8086", description="InfluxDB v1-compatible API")
     db: str = Field(default="smartcity", description="database (bucket name on InfluxDB 2.x)")
@@ -102,10 +161,10 @@ class InfluxSettings(BaseSettings):
         return check_id(v, "SMARTCITY_INFLUX_DB")
 
 
-class LiveSettings(BaseSettings):
+class LiveSettings(Settings):
     """``SMARTCITY_LIVE_*``: how the live stream treats its screens."""
 
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_LIVE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SMARTCITY_LIVE_")
 
     buffer: int = Field(default=2048, ge=1, le=1_000_000,
                         description="events a screen may have pending; beyond, they coalesce")
@@ -126,10 +185,8 @@ class LiveSettings(BaseSettings):
                                                                 "gets to take its close")
 
 
-class CommonSettings(BaseSettings):
+class CommonSettings(Settings):
     """What every service reads: where the broker and the database are."""
-
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore")
 
     env: Environment = Environment.DEVELOPMENT
     log_level: str = "INFO"
@@ -156,9 +213,6 @@ class IngestSettings(CommonSettings):
                                  alias="SMARTCITY_INGEST_SPOOL_MAX_BYTES")
     stats_interval_s: float = Field(default=10.0, gt=0,
                                     alias="SMARTCITY_INGEST_STATS_INTERVAL_S")
-
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
-                                      populate_by_name=True)
 
     @field_validator("share_group", mode="before")
     @classmethod
@@ -187,9 +241,6 @@ class SimulatorSettings(CommonSettings):
     scenario: str | None = Field(default=None, alias="SMARTCITY_SIM_SCENARIO",
                                  description="built-in scenario name or scenario file")
 
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
-                                      populate_by_name=True)
-
     @property
     def heartbeat_path(self) -> Path:
         return self.data_dir / "simulators" / "heartbeat.json"
@@ -213,9 +264,6 @@ class ApiSettings(CommonSettings):
         description="the broker address devices are told to use (mqtt://host:port); default: "
                     "the api's own, without its credentials")
     live: LiveSettings = Field(default_factory=LiveSettings)
-
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
-                                      populate_by_name=True)
 
     @model_validator(mode="after")
     def _no_default_secret_on_exhibit(self) -> ApiSettings:

@@ -8,7 +8,8 @@ from fastapi import APIRouter
 from api import queries, summary
 from api.citymap import city_map
 from api.deps import InfluxDep, NowDep, ServicesDep
-from api.schemas import CityMap, CitySummary, Problem
+from api.models.base import Problem
+from api.models.city import CityMap, CitySummary
 from rules.config import load_rules
 from smartcity.city import load_city
 

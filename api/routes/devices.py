@@ -16,16 +16,18 @@ from fastapi import APIRouter, Body, HTTPException, Response
 from api import device_report, registration
 from api.deps import AdminDep, DeviceDep, InfluxDep, NowDep, ServicesDep, invalid
 from api.link import NotPublished
-from api.registration import (
+from api.models.base import Problem
+from api.models.devices import (
     Credentials,
     Device,
     DeviceReport,
     DeviceRequest,
+    MessageCounts,
     Registration,
-    RegistrationProblem,
     Rotation,
 )
-from api.schemas import Problem, SensorStatus
+from api.models.sensors import SensorStatus
+from api.registration import RegistrationProblem
 from smartcity.asyncapi import build as asyncapi_document
 from smartcity.dynsec import DeviceCredentials, DynSecError, DynSecUnavailable
 from smartcity.errors import ContractError, FieldProblem
@@ -133,7 +135,7 @@ async def get_device_report(device: DeviceDep, services: ServicesDep,
         device=registration.device_out(device), status=status,
         status_since=format_ts(state.ts) if state and state.ts is not None else None,
         last_seen=last_seen, last_rejected_at=last_rejected_at,
-        messages=registration.MessageCounts(stored=facts.stored, rejected=facts.rejected),
+        messages=MessageCounts(stored=facts.stored, rejected=facts.rejected),
         last_rejected=facts.last_rejected,
         topics=registration.topics_of(device, services.settings.mqtt.root),
         hints=registration.hints(last_seen, facts.rejected, last_rejected_at, status))

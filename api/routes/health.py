@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.deps import ServicesDep
-from api.schemas import Check, Health, Readiness
+from api.models.health import Check, Health, Readiness
 from smartcity.influx import AsyncInfluxClient, InfluxError
 
 router = APIRouter(tags=["health"])

@@ -14,12 +14,12 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, HTTPException, Query
 from fastapi import Path as PathParam
-from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AdminDep, ServicesDep
+from api.models.replays import Recording, Replays, ReplayState
 from api.replaying import ReplaySlot
 from recorder.fileformat import RecordingError, RecordingReader
-from recorder.replay import Replayer, ReplayOptions, ReplayStatus
+from recorder.replay import Replayer, ReplayOptions
 from recorder.selection import Remap, Selection
 from smartcity.ids import ID_PATTERN, is_valid_id
 
@@ -34,38 +34,6 @@ def recordings_dir() -> Path:
 
 def builtin_recordings() -> dict[str, Path]:
     return {p.name.removesuffix(".screc"): p for p in sorted(recordings_dir().glob("*.screc"))}
-
-
-class Recording(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    name: str
-    messages: int
-    span_s: float = Field(description="recorded time from the first message to the last")
-
-
-class ReplayState(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    name: str
-    state: str = Field(description="starting, running, finished, stopped or failed")
-    speed: float | None = Field(description="time factor; null: as fast as the broker takes")
-    sent: int
-    passes_done: int
-    position_s: float
-    span_s: float
-    late_p99_ms: float
-    error: str | None = None
-
-    @classmethod
-    def of(cls, name: str, s: ReplayStatus) -> ReplayState:
-        return cls(name=name, state=s.state, speed=s.speed, sent=s.sent,
-                   passes_done=s.passes_done, position_s=round(s.position_s, 3),
-                   span_s=round(s.span_s, 3), late_p99_ms=round(s.late_p99_ms, 2),
-                   error=s.error)
-
-
-class Replays(BaseModel):
-    recordings: list[Recording]
-    replay: ReplayState | None = Field(description="the current or last replay")
 
 
 def _describe(name: str, path: Path) -> Recording:

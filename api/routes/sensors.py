@@ -7,8 +7,9 @@ from fastapi import APIRouter, Query
 from api import queries
 from api.deps import DeviceDep, InfluxDep, LinkDep, NowDep, RegistryDep, invalid
 from api.link import MqttLink
+from api.models.base import Problem
+from api.models.sensors import History, Latest, Location, MetricValue, Point, Sensor, SensorStatus
 from api.queries import Agg, Seen
-from api.schemas import History, Latest, Location, MetricValue, Point, Problem, Sensor, SensorStatus
 from smartcity.errors import ContractError
 from smartcity.models import format_ts
 from smartcity.registry import DeviceInfo
