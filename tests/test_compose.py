@@ -196,3 +196,15 @@ def test_the_broker_and_api_healthchecks_probe_what_the_services_serve() -> None
     assert probe[-3:] == ["$?", "-eq", "5"]
     api = " ".join(SERVICES_["api"]["healthcheck"]["test"])
     assert f"127.0.0.1:{environment('api')['SMARTCITY_API_PORT']}/healthz" in api
+
+
+def test_settings_read_the_environment_they_are_given_and_nothing_else() -> None:
+    # The session's own SMARTCITY_DATA_DIR (tests/conftest.py) is not in this environment.
+    env = {"SMARTCITY_MQTT_URL": "mqtts://api:secret@broker.example:8884",
+           "SMARTCITY_LIVE_TICK_S": "0.2", "SMARTCITY_API_PORT": "8100"}
+    settings = ApiSettings.from_env(env, scale=2)
+    assert settings.data_dir == Path("var") and settings.scale == 2 and settings.port == 8100
+    assert (settings.mqtt.host, settings.mqtt.port, settings.mqtt.tls) == (
+        "broker.example", 8884, True)
+    assert settings.mqtt.address == "mqtts://broker.example:8884"
+    assert settings.live.tick_s == 0.2
