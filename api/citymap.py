@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import TypedDict
 
 from api.schemas import Bounds, CityMap, Location, MapFloodSite, MapPlace, MapRoad, MapWard
-from rules.config import RuleSet
 from smartcity.city import DOMAIN_OF, City, Place, Road
+from smartcity.rulefile import RuleSet
 from smartcity.topics import Domain
 
 MARGIN = 0.08  # of the span, on every side

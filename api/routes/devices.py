@@ -26,8 +26,8 @@ from api.registration import (
 )
 from api.schemas import Problem, SensorStatus
 from api.status import NotPublished
+from broker.dynsec import DeviceCredentials, DynSecError, DynSecUnavailable
 from smartcity.asyncapi import build as asyncapi_document
-from smartcity.dynsec import DeviceCredentials, DynSecError, DynSecUnavailable
 from smartcity.errors import ContractError, FieldProblem
 from smartcity.models import Source, format_ts
 from smartcity.registry import DeviceInfo
