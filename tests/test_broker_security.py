@@ -41,7 +41,6 @@ from broker.dynsec import (
 )
 from ingest.service import IngestService
 from launcher.servers import (
-    REPO,
     Influxd,
     Mosquitto,
     ServerError,
@@ -76,6 +75,8 @@ SUB_LITERAL = AclType.SUBSCRIBE_LITERAL
 PASSWORDS = {s: f"{s}-password-of-16+" for s in SERVICES}
 
 # --- pure: the roles ------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 DEVICE = device_role("flood-d1", "flood", "city")
