@@ -15,8 +15,8 @@ from typing import TypedDict
 
 from api.models.city import Bounds, CityMap, MapFloodSite, MapPlace, MapRoad, MapWard
 from api.models.sensors import Location
-from rules.config import RuleSet
 from smartcity.city import DOMAIN_OF, City, Place, Road
+from smartcity.rulefile import RuleSet
 from smartcity.topics import Domain
 
 MARGIN = 0.08  # of the span, on every side

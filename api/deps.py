@@ -19,9 +19,9 @@ from api.live import LiveHub
 from api.replaying import ReplaySlot
 from smartcity.errors import ContractError
 from smartcity.ids import ID_PATTERN, check_id
-from smartcity.influx import AsyncInfluxClient
 from smartcity.registry import DeviceInfo, Registry
 from smartcity.settings import ApiSettings
+from storage.influx import AsyncInfluxClient
 
 
 @dataclass

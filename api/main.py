@@ -25,9 +25,9 @@ from api.routes import devices as device_routes
 from api.routes import live as live_routes
 from smartcity import logs
 from smartcity.city import load_city
-from smartcity.influx import AsyncInfluxClient, InfluxRejected, InfluxUnavailable
 from smartcity.registry import Registry
 from smartcity.settings import ApiSettings, InfluxSettings
+from storage.influx import AsyncInfluxClient, InfluxRejected, InfluxUnavailable
 
 log = logging.getLogger(__name__)
 

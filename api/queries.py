@@ -20,10 +20,10 @@ from enum import StrEnum
 from smartcity.durations import UNIT_S, parse_duration
 from smartcity.errors import ContractError, FieldProblem
 from smartcity.ids import check_id
-from smartcity.influx import Series, quote_ident, quote_literal
 from smartcity.metrics import CATALOGUE
 from smartcity.models import TELEMETRY_MODELS, Source, format_ts, parse_ts
 from smartcity.topics import Domain
+from storage.influx import Series, quote_ident, quote_literal
 
 LAST_SEEN_WINDOW = "30d"
 """How far back "last seen" and "latest" look; older devices show as never seen."""

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from rules.config import Rule
 from smartcity.alerts import AlertLevel
 from smartcity.metrics import CATALOGUE
+from smartcity.rulefile import Rule
 
 Json = dict[str, Any]
 

@@ -35,24 +35,26 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from broker.mqtt import Session, Subscription, new_client, start
-from ingest.lineprotocol import LineProtocolError
-from ingest.spool import Spool
-from rules.config import RuleSet, load_rules
 from rules.engine import Engine
-from rules.lines import alert_line
 from rules.settings import RulesSettings
-from rules.store import AlertPoints, StateFile
+from rules.store import StateFile
 from rules.wording import ward_names
 from smartcity import logs
 from smartcity.alerts import Alert, AlertState, encode_alert
 from smartcity.city import City, load_city
 from smartcity.codec import Reading, decode_message
 from smartcity.errors import ContractError
-from smartcity.influx import InfluxClient
 from smartcity.models import format_ts
 from smartcity.profiles import Change, apply_profile, decode_profile
 from smartcity.registry import Registry
+from smartcity.rulefile import RuleSet, load_rules
 from smartcity.topics import alert_topic, profile_filter, telemetry_filter, value_filter
+from storage.alerts import alert_line
+from storage.batches import collect
+from storage.influx import InfluxClient
+from storage.lineprotocol import LineProtocolError
+from storage.outbox import Entry, Outbox, WriteStats
+from storage.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +96,11 @@ class RulesService:
         self.state = StateFile(state_dir / "state.json")
         self.heartbeat_path = state_dir / "heartbeat.json"
         self.influx = InfluxClient(settings.influx)
-        self.points = AlertPoints(self.influx,
-                                  Spool(state_dir / "spool", settings.spool_max_bytes),
-                                  state_dir / "dead-letter")
+        # Alert points go into the outbox's spool, durable before their readings are
+        # acknowledged, and reach InfluxDB from there: a database outage never stalls MQTT.
+        self.points: Outbox[Entry] = Outbox(
+            self.influx, Spool(state_dir / "spool", settings.spool_max_bytes),
+            state_dir / "dead-letter", WriteStats(), name="rules-influx")
         self._lock = threading.Lock()  # the engine: worker thread vs. readers of active()
         self._queue: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
         self._unacked: list[Delivery] = []
@@ -220,33 +224,13 @@ class RulesService:
         next_beat = 0.0
         done = False
         while not done:
-            batch, done = self._collect()
+            batch, done = collect(self._queue, self.settings.batch_size,
+                                  self.settings.save_interval_s)
             if batch:
                 self._process(batch)
             if time.monotonic() >= next_beat:
                 self._beat()
                 next_beat = time.monotonic() + self.settings.heartbeat_interval_s
-
-    def _collect(self) -> tuple[list[Delivery], bool]:
-        batch: list[Delivery] = []
-        try:
-            first = self._queue.get(timeout=0.5)
-        except queue.Empty:
-            return batch, False
-        if first is None:
-            return batch, True
-        batch.append(first)
-        deadline = time.monotonic() + self.settings.save_interval_s
-        while len(batch) < self.settings.batch_size:
-            wait = deadline - time.monotonic()
-            try:
-                item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                return batch, True
-            batch.append(item)
-        return batch, False
 
     def _process(self, batch: list[Delivery]) -> None:
         self.stats.batches += 1
@@ -276,7 +260,7 @@ class RulesService:
                 lines.append(alert_line(event))
             except LineProtocolError as e:
                 log.error("alert %s cannot be stored in InfluxDB: %s", event.alert_id, e)
-        if lines and not self.points.put(lines):
+        if lines and not self.points.spool_now(lines):
             self.stats.points_dropped += len(lines)
             log.error("alert spool full (%d bytes): %d alert points not stored in InfluxDB "
                       "(the alerts are still published)", self.points.spool.size_bytes,

@@ -57,7 +57,7 @@ def _argparse_type(parse: Callable[[str], object], name: str) -> Callable[[str],
     return convert
 
 
-# For smartcity.cli: ``sim.add_argument("--start", type=start_arg)`` and so on.
+# For launcher.cli: ``sim.add_argument("--start", type=start_arg)`` and so on.
 duration_arg = _argparse_type(parse_duration, "duration")
 start_arg = _argparse_type(parse_start, "start")
 speed_arg = _argparse_type(parse_speed, "speed")

@@ -18,10 +18,10 @@ import uvicorn
 from api.live import shutdown_streams
 from api.main import create_app
 from ingest.service import IngestService
+from launcher.servers import Influxd, free_port
 from smartcity.city import load_city
-from smartcity.influx import InfluxClient
-from smartcity.servers import Influxd, free_port
 from smartcity.settings import ApiSettings, InfluxSettings, LiveSettings
+from storage.influx import InfluxClient
 from tests.ingest_helpers import ingest_settings
 from tests.mqtt import wait_for
 from tests.secured_broker import SecuredBroker, Session, start_secured

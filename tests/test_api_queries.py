@@ -10,10 +10,10 @@ from api.queries import Agg, HistoryPlan, Seen, Value
 from api.summary import FIGURES, summarize
 from smartcity.city import load_city
 from smartcity.errors import ContractError
-from smartcity.influx import Series
 from smartcity.models import TELEMETRY_MODELS, DeviceState, Source, parse_ts
 from smartcity.settings import MqttSettings
 from smartcity.topics import Domain
+from storage.influx import Series
 
 NOW = parse_ts("2026-06-01T12:00:00Z")
 H = 3_600_000

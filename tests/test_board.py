@@ -23,10 +23,10 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from api.main import create_app
+from launcher.servers import free_port
 from smartcity.city import default_city_path
 from smartcity.models import METRIC_BOUNDS, DeviceState, DeviceStatus, Source
 from smartcity.registry import DeviceInfo
-from smartcity.servers import free_port
 from smartcity.settings import ApiSettings, InfluxSettings, MqttSettings
 from smartcity.topics import Domain, profile_topic, status_topic, telemetry_topic
 from tests.mqtt import publish, wait_for
@@ -196,7 +196,7 @@ class Service:
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "smartcity.cli", *self.args],
+            self.proc = subprocess.Popen([sys.executable, "-m", "launcher.cli", *self.args],
                                          env=self.env, cwd=REPO, stdout=out,
                                          stderr=subprocess.STDOUT)
 

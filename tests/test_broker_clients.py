@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from broker.mqtt import Session, Subscription, connect, new_client, start
-from smartcity.servers import Mosquitto, free_port, start_with_retry
+from launcher.servers import Mosquitto, free_port, start_with_retry
 from smartcity.settings import MqttSettings
 from smartcity.topics import telemetry_filter, telemetry_topic
 from tests.mqtt import wait_for

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from broker.dynsec import SERVICES, password_variable, service_roles
+from launcher.cli import build_parser
 from rules.settings import RulesSettings
-from smartcity.cli import build_parser
-from smartcity.dynsec import SERVICES, password_variable, service_roles
 from smartcity.settings import (
     ApiSettings,
     CommonSettings,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pydantic import ConfigDict, Field
 
 from api.models.base import ApiModel
-from recorder.replay import ReplayStatus
 
 
 class Recording(ApiModel):
@@ -27,12 +26,6 @@ class ReplayState(ApiModel):
     late_p99_ms: float
     error: str | None = None
 
-    @classmethod
-    def of(cls, name: str, s: ReplayStatus) -> ReplayState:
-        return cls(name=name, state=s.state, speed=s.speed, sent=s.sent,
-                   passes_done=s.passes_done, position_s=round(s.position_s, 3),
-                   span_s=round(s.span_s, 3), late_p99_ms=round(s.late_p99_ms, 2),
-                   error=s.error)
 
 
 class Replays(ApiModel):

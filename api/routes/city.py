@@ -10,8 +10,8 @@ from api.citymap import city_map
 from api.deps import InfluxDep, NowDep, ServicesDep
 from api.models.base import Problem
 from api.models.city import CityMap, CitySummary
-from rules.config import load_rules
 from smartcity.city import load_city
+from smartcity.rulefile import load_rules
 
 router = APIRouter(prefix="/api/v1/city", tags=["city"])
 

@@ -28,8 +28,8 @@ from api.models.devices import (
 )
 from api.models.sensors import SensorStatus
 from api.registration import RegistrationProblem
+from broker.dynsec import DeviceCredentials, DynSecError, DynSecUnavailable
 from smartcity.asyncapi import build as asyncapi_document
-from smartcity.dynsec import DeviceCredentials, DynSecError, DynSecUnavailable
 from smartcity.errors import ContractError, FieldProblem
 from smartcity.models import Source, format_ts
 from smartcity.registry import DeviceInfo

@@ -8,7 +8,7 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.deps import ServicesDep
 from api.models.health import Check, Health, Readiness
-from smartcity.influx import AsyncInfluxClient, InfluxError
+from storage.influx import AsyncInfluxClient, InfluxError
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
