@@ -35,7 +35,7 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from smartcity.servers import Mosquitto, free_port
+from launcher.servers import Mosquitto, free_port
 
 SETTINGS = {
     "interval 30 s (time)": ["autosave_interval 30"],

@@ -30,10 +30,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from smartcity.influx import InfluxClient, InfluxError
-from smartcity.localaccounts import parse_accounts
-from smartcity.servers import free_port, kill_on_parent_death
+from broker.localaccounts import parse_accounts
+from launcher.servers import free_port, kill_on_parent_death
 from smartcity.settings import InfluxSettings
+from storage.influx import InfluxClient, InfluxError
 
 REPO = Path(__file__).resolve().parent.parent
 CITY_DEVICE = ("flood", "flood-nguyen-huu-canh")  # one of the city's own devices
@@ -262,7 +262,7 @@ def city_up(workdir: Path, *args: str, ports: dict[str, int] | None = None,
     log = workdir / log_name
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "smartcity.cli", "up", "--mqtt-port", str(ports["mqtt"]),
+            [sys.executable, "-m", "launcher.cli", "up", "--mqtt-port", str(ports["mqtt"]),
              "--influx-port", str(ports["influx"]), "--api-port", str(ports["api"]), *args],
             env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
             preexec_fn=kill_on_parent_death)  # no city left running if we die

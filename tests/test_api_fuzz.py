@@ -12,7 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import status_code_conformance
 
-from smartcity.servers import Influxd
+from launcher.servers import Influxd
 from tests.exhibit import Exhibit, running_exhibit
 
 pytestmark = pytest.mark.servers

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from api.admission import Admission
-from smartcity.servers import Influxd
+from launcher.servers import Influxd
 from tests.exhibit import Exhibit, running_exhibit
 from tests.secured_broker import NOT_AUTHORIZED, Session
 

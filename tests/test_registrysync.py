@@ -10,11 +10,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from broker.registrysync import RegistryUnavailable, sync_registry, wait_for_registry
+from launcher.servers import free_port
 from smartcity.city import load_city
 from smartcity.models import Source
 from smartcity.registry import DeviceInfo
-from smartcity.registrysync import RegistryUnavailable, sync_registry, wait_for_registry
-from smartcity.servers import free_port
 from smartcity.settings import MqttSettings
 from smartcity.topics import Domain, profile_topic
 

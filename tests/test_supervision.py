@@ -3,7 +3,7 @@ the degraded state and recovery from it, and a stop that restarts nothing."""
 
 from __future__ import annotations
 
-from smartcity.supervision import Kill, Policy, Start, State, Supervision
+from launcher.supervision import Kill, Policy, Start, State, Supervision
 
 POLICY = Policy(backoff_first_s=1, backoff_max_s=30, stable_after_s=60, degraded_after=5,
                 hang_after_s=30)

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Response
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.deps import ServicesDep
-from api.schemas import Check, Health, Readiness
-from smartcity.influx import AsyncInfluxClient, InfluxError
+from api.models.health import Check, Health, Readiness
+from storage.influx import AsyncInfluxClient, InfluxError
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def check_city(status_file: Path) -> Check:
             responses={503: {"model": Readiness, "description": "something is down; the body "
                                                                 "says what"}})
 async def readyz(services: ServicesDep, response: Response) -> Readiness:
-    status = services.status
+    status = services.link
     mqtt = (Check(ok=True, detail=f"connected to MQTT broker {status.broker}")
             if status.connected else
             Check(ok=False, detail=f"not connected to MQTT broker {status.broker}"

@@ -10,7 +10,7 @@ Each child (Mosquitto, InfluxDB, ingest, rules, api, simulators) is in one of fo
   without an operator;
 - ``stopped``: the city is stopping; nothing is restarted any more.
 
-The process I/O (spawning, signals, probes) lives in :mod:`smartcity.supervisor`; this module
+The process I/O (spawning, signals, probes) lives in :mod:`launcher.supervisor`; this module
 only turns events (started, exited, seen alive) and the time into actions (start, kill).
 """
 

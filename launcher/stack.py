@@ -9,7 +9,7 @@ dies takes the stack down with a message naming it, rather than leaving a half-w
 The broker it starts is the exhibit's secured one: every service logs in with its own account
 on the dynamic security plugin, and exhibitors' devices get theirs from the api. The service
 passwords are generated on the first start and kept in ``DATA_DIR/broker/accounts.env``
-(see :mod:`smartcity.localaccounts`); ``--anonymous-broker`` runs the development broker that
+(see :mod:`broker.localaccounts`); ``--anonymous-broker`` runs the development broker that
 takes anonymous clients instead.
 """
 
@@ -30,13 +30,10 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from smartcity import logs
-from smartcity.dynsec import password_variable
-from smartcity.influx import InfluxClient, InfluxError
-from smartcity.localaccounts import BrokerAccounts, prepare_broker_accounts
-from smartcity.servers import Influxd, ManagedServer, Mosquitto, ServerError, port_in_use
-from smartcity.settings import ApiSettings, CommonSettings, InfluxSettings
-from smartcity.supervisor import (
+from broker.dynsec import password_variable
+from broker.localaccounts import AccountsError, BrokerAccounts, prepare_broker_accounts
+from launcher.servers import Influxd, ManagedServer, Mosquitto, ServerError, port_in_use
+from launcher.supervisor import (
     Probe,
     Reporter,
     ServerChild,
@@ -47,6 +44,9 @@ from smartcity.supervisor import (
     heartbeat_probe,
     http_probe,
 )
+from smartcity import logs
+from smartcity.settings import ApiSettings, CommonSettings, InfluxSettings
+from storage.influx import InfluxClient, InfluxError
 
 log = logging.getLogger("smartcity.up")
 
@@ -237,7 +237,7 @@ Ctrl-C stops everything.
             supervisor.add(child, service_probe(child.name, env, data_dir, api_url),
                            started=True)
         supervisor.run(stop)
-    except ServerError as e:
+    except (ServerError, AccountsError) as e:
         log.error("%s", e)
         code = 1
     finally:

@@ -1,6 +1,6 @@
 """The process edge of `smartcity up`'s supervision: spawn, probe, kill, report.
 
-:class:`smartcity.supervision.Supervision` decides; this module does what it decides, on the
+:class:`launcher.supervision.Supervision` decides; this module does what it decides, on the
 main thread only: the children get ``PR_SET_PDEATHSIG`` from the thread that forks them, so
 forking from any other thread would kill them when that thread ends.
 
@@ -30,13 +30,13 @@ from typing import Protocol
 import httpx
 import orjson
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from smartcity.influx import InfluxClient, InfluxError
+from launcher.servers import ManagedServer, ServerError, kill_on_parent_death
+from launcher.supervision import Kill, Policy, Start, State, Supervision
 from smartcity.models import format_ts
-from smartcity.servers import ManagedServer, ServerError, kill_on_parent_death
-from smartcity.settings import InfluxSettings
-from smartcity.supervision import Kill, Policy, Start, State, Supervision
+from smartcity.settings import InfluxSettings, Settings
+from storage.influx import InfluxClient, InfluxError
 
 log = logging.getLogger("smartcity.up")
 
@@ -44,8 +44,8 @@ MEASUREMENT = "city_supervision"
 STATE_CODES = {State.RUNNING: 0, State.WAITING: 1, State.DEGRADED: 2, State.STOPPED: 3}
 
 
-class SupervisorSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_UP_", extra="ignore")
+class SupervisorSettings(Settings):
+    model_config = SettingsConfigDict(env_prefix="SMARTCITY_UP_")
 
     backoff_first_s: float = Field(default=1.0, gt=0, description="first restart delay")
     backoff_max_s: float = Field(default=30.0, gt=0, description="longest restart delay")
@@ -84,7 +84,7 @@ class Child(Protocol):
 
 @dataclass
 class ServiceChild:
-    """A smartcity service (``python -m smartcity.cli NAME``) in its own process group."""
+    """A smartcity service (``python -m launcher.cli NAME``) in its own process group."""
 
     name: str
     command: str
@@ -92,7 +92,7 @@ class ServiceChild:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "smartcity.cli", self.command],
+        self.proc = subprocess.Popen([sys.executable, "-m", "launcher.cli", self.command],
                                      env=dict(self.env), stdin=subprocess.DEVNULL,
                                      start_new_session=True, preexec_fn=kill_on_parent_death)
         log.info("started %s (pid %d)", self.command, self.proc.pid)

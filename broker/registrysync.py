@@ -24,8 +24,8 @@ import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from broker.mqtt import connect, new_client
 from smartcity.errors import ContractError
 from smartcity.profiles import Change, apply_profile, decode_profile
 from smartcity.registry import Registry
@@ -74,11 +74,7 @@ class _Snapshot:
         self.done = threading.Event()
         self.seen = 0
         self.refused: str | None = None
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                                  client_id=f"smartcity-{service}-registry-"
-                                            f"{secrets.token_hex(6)}")
-        if settings.username:
-            self.client.username_pw_set(settings.username, settings.password)
+        self.client = new_client(settings, role=f"{service}-registry")
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -109,7 +105,7 @@ class _Snapshot:
     def run(self, timeout_s: float) -> int:
         s = self.settings
         try:
-            self.client.connect(s.host, s.port, s.keepalive_s, clean_start=True)
+            connect(self.client, s)
         except OSError as e:
             raise RegistryUnavailable(f"broker {s.address} unreachable: {e}") from None
         self.client.loop_start()

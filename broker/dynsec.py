@@ -28,9 +28,9 @@ from typing import Any, Self
 
 import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import BaseModel, ConfigDict, Field
 
+from broker.mqtt import connect, new_client
 from smartcity.errors import ContractError, FieldProblem
 from smartcity.ids import check_id
 from smartcity.settings import MqttSettings
@@ -185,7 +185,7 @@ def service_roles(root: str = DEFAULT_ROOT) -> dict[str, Role]:
                   "manage accounts on the dynamic security plugin"),
     }
     # ingest, rules and the api read the device registry before anything else, and know it
-    # is complete when their own marker comes back (smartcity.registrysync).
+    # is complete when their own marker comes back (broker.registrysync).
     for name in ("ingest", "rules", "api"):
         sync = f"{r}/services/{name}/sync/+"
         acls[name][0].extend(_read(sync) + _send(sync))
@@ -379,10 +379,7 @@ class DynSecAdmin:
 
     def connect(self) -> Self:
         s = self.settings
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                             client_id=f"smartcity-dynsec-{uuid.uuid4().hex[:12]}")
-        if s.username:
-            client.username_pw_set(s.username, s.password)
+        client = new_client(s, role="dynsec")
         client.connect_timeout = self.timeout_s
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -390,7 +387,7 @@ class DynSecAdmin:
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         try:
-            client.connect(s.host, s.port, s.keepalive_s)
+            connect(client, s)
         except OSError as e:
             raise DynSecUnavailable(f"cannot reach the broker at {s.host}:{s.port}: {e}") from None
         self._client = client
