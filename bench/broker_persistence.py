@@ -39,6 +39,7 @@ from launcher.servers import Mosquitto, free_port
 
 SETTINGS = {
     "interval 30 s (time)": ["autosave_interval 30"],
+    "interval 1 s (time)": ["autosave_interval 1"],
     "on changes, every 1000": ["autosave_on_changes true", "autosave_interval 1000"],
     "on changes, every 100": ["autosave_on_changes true", "autosave_interval 100"],
     "on changes, every 10": ["autosave_on_changes true", "autosave_interval 10"],

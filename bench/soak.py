@@ -80,6 +80,7 @@ def report(city: City, loads: list[tuple[Load, str]], started: float, kills: lis
         lost.append(f"{device_id[:12]} {acked_upto(load, upto) - held}")
     mem = " ".join(f"{n}={rss_kib(p) // 1024}M/{open_files(p)}fd" for n, p in sorted(pids.items()))
     print(f"{(time.monotonic() - started) / 60:6.1f} min  sent {sum(x.sent for x, _ in loads):>8}"
+          f"  acked {sum(len(x.acked) for x, _ in loads):>8}"
           f"  acked-stored {', '.join(lost)}  restarts {city.restarts()}  kills {len(kills)}  "
           f"up {'running' if city.running() else 'STOPPED'}  rss/fds: {mem}", flush=True)
 

@@ -42,6 +42,9 @@ EXHIBITOR = {"name": "Cảm biến ngập gian hàng A3", "domain": "flood",
 _next_base = [int(time.time() * 1000) // 3_600_000 * 3_600_000 - 30 * 86_400_000]
 
 
+MAX_PENDING = 20_000
+
+
 def new_base() -> int:
     """A fresh time range of an hour for one load run."""
     _next_base[0] += 3_600_000
@@ -101,7 +104,10 @@ class Load:
         started = time.monotonic()
         while not self._stop.is_set():
             due = int((time.monotonic() - started) * self.rate)
-            while self.sent < due and not self._stop.is_set():
+            # A device holds a bounded number of unacknowledged readings: past that it falls
+            # behind its rate (as a real one would block), and paho's message ids (65,535)
+            # are never reused while a message still waits for its PUBACK.
+            while self.sent < due and not self._stop.is_set() and self.pending() < MAX_PENDING:
                 seq = self.sent + 1
                 body = orjson.dumps({"ts": self.base_ms + seq, "seq": seq,
                                      "water_level_cm": float(seq % 100)})
@@ -115,6 +121,10 @@ class Load:
                         self._mids[info.mid] = seq
                 self.sent = seq
             time.sleep(0.01)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._mids)
 
     def stop(self, settle_s: float = 30.0) -> None:
         """Stop publishing; wait (up to ``settle_s``) for the broker to acknowledge the rest."""
