@@ -8,21 +8,22 @@ from pathlib import Path
 import pytest
 
 from recorder.fileformat import (
+    CLOSE_SLOT_SIZE,
     FRAME_HEADER_SIZE,
     MAGIC,
     Header,
     Record,
     RecordingError,
-    RecordingReader,
     RecordingWriter,
-    read_all,
 )
+from recorder.reading import RecordingReader, read_all
 from recorder.selection import Remap, Selection, TimePoint, parse_duration, select
 from smartcity.errors import ContractError
 from smartcity.topics import TopicFilter
 
 T0 = 1_752_449_400_000_000_000  # ns
 SECOND = 1_000_000_000
+REPO = Path(__file__).resolve().parent.parent
 
 
 def make_records(n: int, gap_ns: int = SECOND // 10) -> list[Record]:
@@ -76,37 +77,83 @@ def test_refuses_to_overwrite(tmp_path: Path) -> None:
         RecordingWriter(tmp_path / "r.screc", Header(started_ns=T0))
 
 
-def test_truncated_anywhere_reads_every_complete_frame(tmp_path: Path) -> None:
+def unclosed(data: bytes) -> bytes:
+    """``data`` as a recorder killed before closing would have left it: no close slot."""
+    at = data.index(b"SCCLOSED")
+    return data[:at] + bytes(CLOSE_SLOT_SIZE) + data[at + CLOSE_SLOT_SIZE:]
+
+
+def test_truncated_anywhere_reads_every_complete_frame_and_counts_the_loss(
+        tmp_path: Path) -> None:
     records = make_records(50)
     ends = write(tmp_path / "full.screc", records)
     data = (tmp_path / "full.screc").read_bytes()
     cuts = {ends[0], ends[0] + 3, ends[0] + FRAME_HEADER_SIZE - 1, ends[0] + FRAME_HEADER_SIZE,
             ends[1] + 1, (ends[1] + ends[2]) // 2, ends[2], ends[3] - 1, len(data) - 1, len(data)}
     for cut in sorted(cuts):
+        complete = sum(1 for end in ends[1:] if end <= cut)
+        # Closed cleanly, then cut: the close slot says exactly what is missing.
         path = tmp_path / f"cut{cut}.screc"
         path.write_bytes(data[:cut])
-        complete = sum(1 for end in ends[1:] if end <= cut)
         with RecordingReader(path) as reader:
-            got = list(reader)
-            assert got == records[:10 * complete], f"cut at {cut}"
-            assert bool(reader.problems) == (cut not in ends), f"cut at {cut}"
+            assert list(reader) == records[:10 * complete], f"cut at {cut}"
+            summary = reader.summary()
+        assert summary.lost() == (50 - 10 * complete, True), f"cut at {cut}"
+        assert summary.sound == (cut == len(data)), f"cut at {cut}"
+        # Never closed (killed mid-recording): sound up to the last complete frame.
+        path = tmp_path / f"open{cut}.screc"
+        path.write_bytes(unclosed(data)[:cut])
+        with RecordingReader(path) as reader:
+            assert list(reader) == records[:10 * complete], f"cut at {cut}"
+            summary = reader.summary()
+        assert summary.sound and summary.closed is None, f"cut at {cut}"
+        assert [d.kind for d in summary.damage] == ([] if cut in ends else ["unfinished"])
 
 
-def test_a_damaged_frame_is_skipped(tmp_path: Path) -> None:
-    records = make_records(30)
+def test_damaged_frames_are_skipped_and_their_records_counted(tmp_path: Path) -> None:
+    records = make_records(50)
     ends = write(tmp_path / "r.screc", records)
-    data = bytearray((tmp_path / "r.screc").read_bytes())
+    clean = (tmp_path / "r.screc").read_bytes()
+    data = bytearray(clean)
     data[ends[1] + FRAME_HEADER_SIZE + 5] ^= 0xFF  # the second frame's body
     (tmp_path / "body.screc").write_bytes(data)
     with RecordingReader(tmp_path / "body.screc") as reader:
         assert list(reader) == records[:10] + records[20:]
         assert any("damaged frame" in p for p in reader.problems)
-    data = bytearray((tmp_path / "r.screc").read_bytes())
+        assert reader.summary().lost() == (10, True)
+    data = bytearray(clean)
     data[ends[0] + 6] ^= 0xFF  # the first frame's header: found again at the next sync
+    data[ends[1] + 6] ^= 0xFF  # and the second's: one stretch of 20 records
+    data[ends[3] + FRAME_HEADER_SIZE + 2] ^= 0xFF  # the fourth frame's body
     (tmp_path / "head.screc").write_bytes(data)
     with RecordingReader(tmp_path / "head.screc") as reader:
-        assert list(reader) == records[10:]
+        assert list(reader) == records[20:30] + records[40:]
         assert any("damaged data" in p for p in reader.problems)
+        summary = reader.summary()
+    assert summary.lost() == (30, True) and not summary.sound
+    assert (summary.records, summary.frames) == (20, 2)
+    # The same damage in a file that was never closed, cut inside the last frame: the loss
+    # in the middle is still exact, the unfinished write is not a loss.
+    (tmp_path / "both.screc").write_bytes(unclosed(bytes(data))[:-3])
+    with RecordingReader(tmp_path / "both.screc") as reader:
+        summary = reader.summary()
+    assert summary.lost() == (30, True)
+    assert [d.kind for d in summary.damage] == ["corrupt", "corrupt", "unfinished"]
+
+
+def test_version_1_files_are_still_read(tmp_path: Path) -> None:
+    path = REPO / "recorder" / "recordings" / "rush-hour.screc"
+    with RecordingReader(path) as reader:
+        assert reader.version == 1
+        summary = reader.summary()
+        assert sum(1 for _ in reader) == summary.records > 0
+    assert summary.sound and summary.closed is None
+    data = path.read_bytes()
+    (tmp_path / "cut.screc").write_bytes(data[:len(data) // 2])
+    with RecordingReader(tmp_path / "cut.screc") as reader:
+        summary = reader.summary()
+    lost, exact = summary.lost()
+    assert not summary.sound and not exact and lost > 0  # a lower bound: v1 has no total
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -115,6 +162,7 @@ def test_a_damaged_frame_is_skipped(tmp_path: Path) -> None:
     (MAGIC + b"\x01\x00", "ends inside its header"),
     (MAGIC + struct.pack("<HI", 9, 2) + b"{}" + b"\0" * 4, "format version 9"),
     (MAGIC + struct.pack("<HI", 1, 2) + b"{}" + b"\0" * 4, "damaged"),
+    (MAGIC + struct.pack("<HI", 2, 2) + b"{}" + b"\0" * 4, "ends inside its header"),
 ])
 def test_not_a_recording(tmp_path: Path, content: bytes, message: str) -> None:
     (tmp_path / "bad").write_bytes(content)

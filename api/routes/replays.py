@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AdminDep, ServicesDep
 from api.replaying import ReplaySlot
-from recorder.fileformat import RecordingError, RecordingReader
+from recorder.fileformat import RecordingError
+from recorder.reading import RecordingReader
 from recorder.replay import Replayer, ReplayOptions, ReplayStatus
 from recorder.selection import Remap, Selection
 from smartcity.ids import ID_PATTERN, is_valid_id
