@@ -39,6 +39,7 @@ from ingest.spool import Spool
 from ingest.writer import PointWriter
 from rules.config import RuleSet, load_rules
 from rules.engine import Engine
+from rules.feed import is_profile, judge, profile_change, readings_of
 from rules.lines import alert_line
 from rules.settings import RulesSettings
 from rules.store import AlertPoints, StateFile
@@ -46,12 +47,11 @@ from rules.wording import ward_names
 from smartcity import logs
 from smartcity.alerts import Alert, AlertState, encode_alert
 from smartcity.city import City, load_city
-from smartcity.codec import Reading, decode_message
-from smartcity.errors import ContractError
+from smartcity.codec import Reading
 from smartcity.influx import InfluxClient
 from smartcity.models import format_ts
 from smartcity.mqtt import Subscription, connect_persistent, persistent_client
-from smartcity.profiles import Change, apply_profile, decode_profile
+from smartcity.profiles import Change
 from smartcity.registry import Registry
 from smartcity.topics import alert_topic, profile_filter, telemetry_filter, value_filter
 
@@ -166,39 +166,25 @@ class RulesService:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if not self.session.accepting:
             return  # not acknowledged: the broker redelivers it when we are back
-        if msg.topic.endswith("/profile") and self.profiles.matches(msg.topic):
+        if is_profile(msg.topic, self.profiles):
             self._on_profile(msg)
             return
         self.stats.received += 1
-        readings: list[Reading] = []
-        try:
-            readings = decode_message(msg.topic, bytes(msg.payload), self.settings.mqtt.root,
-                                      now_ms=int(time.time() * 1000))
-        except ContractError:
-            self.stats.undecodable += 1  # ingest tells the device why; nothing to judge here
-        except Exception:  # one bad message must never stop the rules
+        readings = readings_of(msg.topic, bytes(msg.payload), self.settings.mqtt.root,
+                               now_ms=int(time.time() * 1000))
+        if readings is None:
             self.stats.undecodable += 1
-            log.exception("could not decode a message on %s: %s", msg.topic,
-                          logs.truncate(bytes(msg.payload)))
-        self._queue.put(Item(readings, msg.mid, msg.qos, self.session.generation))
+        self._queue.put(Item(readings or [], msg.mid, msg.qos, self.session.generation))
 
     def _on_profile(self, msg: mqtt.MQTTMessage) -> None:
         """An exhibitor device registered, changed or removed; acknowledged at once."""
-        try:
-            profile = decode_profile(msg.topic, bytes(msg.payload), self.settings.mqtt.root)
-            change = apply_profile(self.registry, profile)
-        except ContractError as e:
-            log.error("ignored a profile on %s: %s", msg.topic, e)
-        except Exception:  # one bad profile must never stop the rules
-            log.exception("could not apply a profile on %s", msg.topic)
-        else:
-            if change is not Change.UNCHANGED:
-                log.info("exhibitor device %s %s", profile.device_id, change.value)
-            if change is Change.REMOVED:
-                # Acknowledged by the worker, once the device's alerts are withdrawn and saved.
-                self._queue.put(Item([], msg.mid, msg.qos, self.session.generation,
-                                     removed=profile.device_id))
-                return
+        changed = profile_change(self.registry, msg.topic, bytes(msg.payload),
+                                 self.settings.mqtt.root)
+        if changed is not None and changed.change is Change.REMOVED:
+            # Acknowledged by the worker, once the device's alerts are withdrawn and saved.
+            self._queue.put(Item([], msg.mid, msg.qos, self.session.generation,
+                                 removed=changed.device_id))
+            return
         self.session.ack(self.client, msg.mid, msg.qos, self.session.generation)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
@@ -252,13 +238,7 @@ class RulesService:
         events: list[Alert] = []
         with self._lock:
             for item in batch:
-                if item.removed is not None:
-                    events.extend(self.engine.forget(item.removed))
-                for reading in item.readings:
-                    try:
-                        events.extend(self.engine.evaluate(reading))
-                    except Exception:  # a bug for one reading must not stop the others
-                        log.exception("could not judge %s", reading)
+                events.extend(judge(self.engine, item.readings, item.removed))
         if events:
             self._store_points(events)
             if not self._publish(events):

@@ -98,9 +98,16 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _rules(args: argparse.Namespace) -> int:
+    if args.rehearse is not None:
+        from rules.rehearsal import rehearse_main
+
+        return rehearse_main(args.rehearse, args.rules, args.compare)
     from rules.service import main
     from rules.settings import RulesSettings
 
+    if args.compare is not None:
+        print("smartcity rules: --compare goes with --rehearse", file=sys.stderr)
+        return 2
     return main(RulesSettings(**({"rules_file": args.rules} if args.rules else {})))
 
 
@@ -237,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  "readings")
     rules.add_argument("--rules", type=Path, default=None,
                        help="rule file (TOML; default: the built-in HCMC rules)")
+    rules.add_argument("--rehearse", type=Path, default=None, metavar="RECORDING",
+                       help="run the rules over a recording as fast as possible (no broker, "
+                            "no database) and print the alert timeline")
+    rules.add_argument("--compare", type=Path, default=None, metavar="OTHER_RULES",
+                       help="with --rehearse: show what this rule file adds, drops or moves")
 
     from recorder.commands import add_record_arguments, add_replay_arguments
 
