@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +32,7 @@ from rules.wording import ward_names
 from smartcity import logs
 from smartcity.alerts import Alert, AlertLevel, AlertState
 from smartcity.city import City, load_city
+from smartcity.codec import Reading
 from smartcity.errors import ContractError
 from smartcity.models import parse_ts
 from smartcity.profiles import Change
@@ -90,32 +91,41 @@ class Rehearsal:
 def rehearse(path: Path | str, rules: RuleSet, city: City, *, root: str | None = None
              ) -> Rehearsal:
     """Every alert event the rules raise over the recording at ``path``, in order."""
+    with RecordingReader(path) as reader:
+        result = rehearse_messages(
+            ((r.topic, r.payload, r.arrival_ns // 1_000_000) for r in reader), rules, city,
+            root=root or reader.header.root or DEFAULT_ROOT, name=str(path))
+        result.lost = describe_loss(reader.damage)
+    return result
+
+
+def rehearse_messages(messages: Iterable[tuple[str, bytes, int]], rules: RuleSet, city: City,
+                      *, root: str = DEFAULT_ROOT, name: str = "") -> Rehearsal:
+    """Every alert event the rules raise over ``messages`` (topic, payload, and when it
+    arrived in ms since the epoch), in order."""
     registry = city.registry()
     engine = Engine(rules.with_city(city), registry, ward_names(city))
-    result = Rehearsal(str(path))
+    result = Rehearsal(name)
+    profiles = profile_filter(root)
+    levels: dict[str, AlertLevel] = {}  # each alert's level so far
     started = time.perf_counter()
-    with RecordingReader(path) as reader:
-        root = root or reader.header.root or DEFAULT_ROOT
-        profiles = profile_filter(root)
-        levels: dict[str, AlertLevel] = {}  # each alert's level so far
-        for r in reader:
-            result.messages += 1
-            removed = None
-            readings: list[Any] = []
-            if is_profile(r.topic, profiles):
-                changed = profile_change(registry, r.topic, r.payload, root)
-                if changed is not None and changed.change is Change.REMOVED:
-                    removed = changed.device_id
-            else:
-                decoded = readings_of(r.topic, r.payload, root, r.arrival_ns // 1_000_000)
-                if decoded is None:
-                    result.undecodable += 1
-                readings = decoded or []
-                result.readings += len(readings)
-            for alert in judge(engine, readings, removed):
-                result.steps.append(Step.of(alert, levels.get(alert.alert_id)))
-                levels[alert.alert_id] = alert.level
-        result.lost = describe_loss(reader.damage)
+    for topic, payload, arrived_ms in messages:
+        result.messages += 1
+        removed = None
+        readings: list[Reading] = []
+        if is_profile(topic, profiles):
+            changed = profile_change(registry, topic, payload, root)
+            if changed is not None and changed.change is Change.REMOVED:
+                removed = changed.device_id
+        else:
+            decoded = readings_of(topic, payload, root, arrived_ms)
+            if decoded is None:
+                result.undecodable += 1
+            readings = decoded or []
+            result.readings += len(readings)
+        for alert in judge(engine, readings, removed):
+            result.steps.append(Step.of(alert, levels.get(alert.alert_id)))
+            levels[alert.alert_id] = alert.level
     result.elapsed_s = time.perf_counter() - started
     return result
 

@@ -7,7 +7,6 @@ replayed readings carry ``source: replayed``. One replay runs at a time.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AdminDep, ServicesDep
 from api.replaying import ReplaySlot
+from recorder.builtin import builtin_recordings
 from recorder.fileformat import RecordingError
 from recorder.reading import RecordingReader
 from recorder.replay import Replayer, ReplayOptions, ReplayStatus
@@ -27,14 +27,6 @@ from smartcity.ids import ID_PATTERN, is_valid_id
 router = APIRouter(prefix="/api/v1/replays", tags=["replays"])
 
 RECORDED_ROOT = "city"  # the root the built-in recordings were made under
-
-
-def recordings_dir() -> Path:
-    return Path(str(resources.files("recorder") / "recordings"))
-
-
-def builtin_recordings() -> dict[str, Path]:
-    return {p.name.removesuffix(".screc"): p for p in sorted(recordings_dir().glob("*.screc"))}
 
 
 class Recording(BaseModel):
