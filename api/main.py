@@ -19,7 +19,7 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from api.accounts import device_accounts
 from api.deps import Services
 from api.live import LiveHub, LiveSettings, shutdown_streams
-from api.routes import alerts, board, city, health, replays, scenarios, sensors
+from api.routes import alerts, board, city, health, rehearsals, replays, scenarios, sensors
 from api.routes import devices as device_routes
 from api.routes import live as live_routes
 from api.status import StatusTracker
@@ -140,6 +140,7 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
     app.include_router(city.router)
     app.include_router(alerts.router)
     app.include_router(replays.router)
+    app.include_router(rehearsals.router)
     app.include_router(health.router)
     app.include_router(scenarios.router)
     app.include_router(live_routes.router)
