@@ -8,6 +8,10 @@ figure (publish call returned vs due) is printed beside it.
 
     .venv/bin/python bench/replay_timing.py            # 20k messages, 60 s at 1x
     .venv/bin/python bench/replay_timing.py --quick    # 5k messages, 15 s at 1x
+    .venv/bin/python bench/replay_timing.py --like storm.screc   # the storm's own timing
+
+``--like`` takes the arrival times of a real recording (``bench/storm_recording.py`` makes
+the storm: 144,000 readings in 100 s), so the schedule has its bursts and gaps.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recorder import Header, Record, RecordingWriter, Replayer, ReplayOptions
+from recorder import Header, Record, RecordingReader, RecordingWriter, Replayer, ReplayOptions
 from smartcity.models import format_ts
 from smartcity.servers import Mosquitto, find_binary, start_with_retry
 from smartcity.settings import MqttSettings
@@ -36,12 +40,15 @@ from smartcity.settings import MqttSettings
 ROOT = "bench"
 
 
-def synthesise(path: Path, count: int, span_s: float, seed: int = 7) -> list[int]:
-    """A recording of ``count`` readings from 200 devices over ``span_s``; the offsets (ns)."""
+def synthesise(path: Path, count: int, span_s: float, seed: int = 7,
+               offsets: list[int] | None = None) -> list[int]:
+    """A recording of ``count`` readings from 200 devices over ``span_s`` (or at the given
+    ``offsets``, ns from the first); the offsets (ns)."""
     rng = random.Random(seed)
     start = time.time_ns() - 86_400 * 10**9
-    offsets = sorted(rng.randrange(0, int(span_s * 1e9)) for _ in range(count - 1))
-    offsets = [0, *offsets]
+    if offsets is None:
+        offsets = sorted(rng.randrange(0, int(span_s * 1e9)) for _ in range(count - 1))
+        offsets = [0, *offsets]
     with RecordingWriter(path, Header(started_ns=start, root=ROOT), overwrite=True,
                          fsync=False) as w:
         for seq, off in enumerate(offsets):
@@ -143,15 +150,23 @@ def main() -> int:
     parser.add_argument("--spin-ms", type=float, default=None,
                         help="busy-wait this long before each due time (default: the replayer's)")
     parser.add_argument("--speeds", default="1,10,max", help="comma-separated (default: 1,10,max)")
+    parser.add_argument("--like", type=Path, default=None, metavar="RECORDING",
+                        help="the arrival times of this recording instead of a Poisson stream")
     args = parser.parse_args()
     count = args.messages or (5_000 if args.quick else 20_000)
     span = args.span or (15.0 if args.quick else 60.0)
+    like = None
+    if args.like is not None:
+        with RecordingReader(args.like) as reader:
+            arrivals = [r.arrival_ns for r in reader]
+        like = [a - arrivals[0] for a in arrivals]
+        count, span = len(like), like[-1] / 1e9
     with tempfile.TemporaryDirectory(prefix="replay-bench-") as tmp:
         broker = start_with_retry(Mosquitto, Path(tmp) / "mosquitto")
         assert isinstance(broker, Mosquitto)
         try:
             path = Path(tmp) / "bench.screc"
-            offsets = synthesise(path, count, span)
+            offsets = synthesise(path, count, span, offsets=like)
             print(f"recording: {count} messages over {span:.0f}s at 1x "
                   f"({count / span:.0f} msg/s), {path.stat().st_size // 1024} KiB; "
                   f"{os.cpu_count()} CPUs, load average {_load()}")

@@ -185,9 +185,14 @@ class RecordingReader:
                 if nxt is not None:
                     after = self._frame_at(nxt)
                     assert after is not None
-                    lost = after.before - seen if after.before is not None else None
+                    lost = max(0, after.before - seen) if after.before is not None else None
                 elif self.closed is not None:
-                    lost = self.closed[0] - seen
+                    lost = max(0, self.closed[0] - seen)
+                elif self.version >= 2:
+                    # Nothing valid follows in a file never closed: what a machine losing
+                    # power leaves past its last fsync (zeros, or a half-written header).
+                    self._tail(pos, size, seen, None)
+                    return
                 else:
                     lost = None
                 seen += lost or 0
@@ -218,11 +223,11 @@ class RecordingReader:
             self._note(pos, TRUNCATED, lost, f"truncated: the file ends inside the frame at "
                        f"offset {pos} ({lost} records lost)")
         elif self.version >= 2:
+            held = f"{in_frame} records" if in_frame is not None else "its records"
             self._note(pos, UNFINISHED, in_frame,
                        f"the recording was not closed (killed, or the machine lost power): "
                        f"the last {size - pos} bytes are a frame that was being written "
-                       f"({_records(in_frame)} never reached the disk); everything before "
-                       "it is sound")
+                       f"({held} never reached the disk); everything before it is sound")
         else:
             self._note(pos, TRUNCATED, in_frame,
                        f"truncated tail at offset {pos}: {size - pos} bytes hold no complete "

@@ -110,6 +110,20 @@ def test_truncated_anywhere_reads_every_complete_frame_and_counts_the_loss(
         assert [d.kind for d in summary.damage] == ([] if cut in ends else ["unfinished"])
 
 
+def test_a_file_never_closed_is_sound_up_to_its_last_complete_frame_whatever_follows(
+        tmp_path: Path) -> None:
+    records = make_records(30)
+    ends = write(tmp_path / "r.screc", records)
+    data = unclosed((tmp_path / "r.screc").read_bytes())
+    # After a power loss the file may end in zeros or in a header that was half written.
+    for tail in (bytes(4096), data[ends[2]:ends[2] + FRAME_HEADER_SIZE - 5] + bytes(5)):
+        (tmp_path / "lost.screc").write_bytes(data[:ends[2]] + tail)
+        with RecordingReader(tmp_path / "lost.screc") as reader:
+            assert list(reader) == records[:20]
+            summary = reader.summary()
+        assert summary.sound and [d.kind for d in summary.damage] == ["unfinished"]
+
+
 def test_damaged_frames_are_skipped_and_their_records_counted(tmp_path: Path) -> None:
     records = make_records(50)
     ends = write(tmp_path / "r.screc", records)
