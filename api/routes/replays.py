@@ -47,13 +47,15 @@ class ReplayState(BaseModel):
     span_s: float
     late_p99_ms: float
     error: str | None = None
+    lost: str | None = Field(default=None, description="records of a damaged recording that "
+                                                       "were skipped, e.g. '788 records lost'")
 
     @classmethod
     def of(cls, name: str, s: ReplayStatus) -> ReplayState:
         return cls(name=name, state=s.state, speed=s.speed, sent=s.sent,
                    passes_done=s.passes_done, position_s=round(s.position_s, 3),
                    span_s=round(s.span_s, 3), late_p99_ms=round(s.late_p99_ms, 2),
-                   error=s.error)
+                   error=s.error, lost=s.lost)
 
 
 class Replays(BaseModel):
