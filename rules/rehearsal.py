@@ -76,6 +76,7 @@ class Rehearsal:
     messages: int = 0
     readings: int = 0
     undecodable: int = 0
+    ignored: int = 0  # readings of devices the city does not know
     elapsed_s: float = 0.0
     steps: list[Step] = field(default_factory=list)
     lost: str | None = None  # records lost to damage in the recording
@@ -127,6 +128,7 @@ def rehearse_messages(messages: Iterable[tuple[str, bytes, int]], rules: RuleSet
             result.steps.append(Step.of(alert, levels.get(alert.alert_id)))
             levels[alert.alert_id] = alert.level
     result.elapsed_s = time.perf_counter() - started
+    result.ignored = engine.counters.ignored
     return result
 
 
@@ -246,6 +248,10 @@ def _main(recording: Path, rules_file: Path | None, compare_with: Path | None,
     counts = base.counts()
     print(f"{len(base.steps)} events: {counts['raised']} raised, {counts['escalated']} "
           f"escalated, {counts['eased']} eased, {counts['cleared']} cleared", file=out)
+    if base.ignored:
+        print(f"{base.ignored:,} readings were ignored: their devices are not in the city "
+              f"(a scaled recording needs the same SMARTCITY_SCALE, an exhibitor's device its "
+              f"profile in the recording)", file=out)
     code = 0
     if base.lost:
         print(f"the recording is damaged: {base.lost} were not judged", file=out)
