@@ -462,6 +462,46 @@ def test_info_and_replay_of_a_damaged_recording_say_what_was_lost(
     assert [g.payload for g in got[:20]] == [as_replayed(r) for r in records[:10] + records[30:]]
 
 
+def test_info_counts_exactly_what_a_file_cut_in_half_lost(
+        subprocess_env: dict[str, str], tmp_path: Path) -> None:
+    t0 = time.time_ns()
+    write_recording(tmp_path / "r.screc", [telemetry("city", i, t0 + i * MS)
+                                           for i in range(5000)], per_frame=333)
+    data = (tmp_path / "r.screc").read_bytes()
+    (tmp_path / "half.screc").write_bytes(data[:len(data) // 2])
+    with RecordingReader(tmp_path / "half.screc") as reader:
+        readable = reader.summary().records
+    env = {**subprocess_env, "PYTHONPATH": str(REPO)}
+    info = subprocess.run([sys.executable, "-m", "recorder", "replay",
+                           str(tmp_path / "half.screc"), "--info"], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert info.returncode == 1
+    assert f"status    DAMAGED: {5000 - readable:,} records lost" in info.stdout, info.stdout
+    assert "closed    yes, with 5,000 records in 16 frames" in info.stdout
+
+
+def test_into_influx_of_a_damaged_recording_says_what_was_lost(
+        influx_settings: InfluxSettings, subprocess_env: dict[str, str], tmp_path: Path) -> None:
+    device = next(d.device_id for d in load_city().registry() if d.domain.value == "flood")
+    t0 = time.time_ns() - 3600 * 10**9
+    ends = write_recording(tmp_path / "r.screc", [
+        telemetry("city", i, t0 + i * 10**9, device=device) for i in range(30)], per_frame=10)
+    data = bytearray((tmp_path / "r.screc").read_bytes())
+    data[ends[1] + 60] ^= 0x01  # the second frame's body
+    (tmp_path / "bad.screc").write_bytes(data)
+    env = {**subprocess_env, "SMARTCITY_INFLUX_URL": influx_settings.url,
+           "SMARTCITY_INFLUX_DB": influx_settings.db, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "recorder", "replay", str(tmp_path / "bad.screc"),
+           "--into-influx"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "20 points stored" in result.stderr
+    assert "damaged: 10 records lost (1 damaged stretch) were skipped" in result.stderr
+    tolerated = subprocess.run([*cmd, "--skip-damaged"], env=env, capture_output=True,
+                               text=True, timeout=60)
+    assert tolerated.returncode == 0 and "10 records lost" in tolerated.stderr
+
+
 def test_info_into_a_closed_pipe_is_quiet(subprocess_env: dict[str, str]) -> None:
     env = {**subprocess_env, "PYTHONPATH": str(REPO)}
     path = REPO / "recorder" / "recordings" / "king-tide-storm.screc"
