@@ -24,10 +24,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from recorder import RecordingReader
-from rules.config import load_rules
 from rules.feed import readings_of
 from rules.rehearsal import rehearse
 from smartcity.city import load_city
+from smartcity.rulefile import load_rules
 
 
 def read_only(path: Path) -> int:

@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from launcher.servers import Mosquitto, start_with_retry
 from simulators.scenarios import load_scenario
 from smartcity.city import load_city
-from smartcity.servers import Mosquitto, start_with_retry
 
 START = "2025-09-15T05:00"
 SEED = "2025"
@@ -33,7 +33,7 @@ def make(out: Path, scale: int = 9, seconds: float = 100.0) -> Path:
         assert isinstance(broker, Mosquitto)
         env = dict(os.environ, SMARTCITY_MQTT_URL=broker.url, SMARTCITY_MQTT_ROOT="city",
                    SMARTCITY_DATA_DIR=tmp, SMARTCITY_LOG_LEVEL="WARNING")
-        cli = [sys.executable, "-m", "smartcity.cli"]
+        cli = [sys.executable, "-m", "launcher.cli"]
         try:
             recorder = subprocess.Popen([*cli, "record", "--out", str(out), "--force",
                                          "--no-retained", "--topic", "city/+/+/telemetry",

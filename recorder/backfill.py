@@ -21,18 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingest.judge import Accepted, Judge
-from ingest.writer import PointWriter
 from recorder.anchor import rebase_delta_ms
 from recorder.reading import Damage, RecordingReader, describe_loss
 from recorder.rebase import rebase_payload
 from recorder.replay import ReplayStatus
 from recorder.selection import Selection, select
-from smartcity.influx import InfluxRejected, InfluxUnavailable
-from smartcity.settings import InfluxSettings
+from smartcity.city import load_city
+from smartcity.settings import InfluxSettings, Settings
 from smartcity.topics import DEFAULT_ROOT, TopicFilter, check_root, telemetry_filter, value_filter
+from storage.influx import InfluxRejected, InfluxUnavailable
+from storage.outbox import PointWriter
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,8 @@ RETRY_WAITS_S = (0.5, 2.0, 5.0)
 NOT_RETRIED = {401, 403, 404}
 
 
-class BackfillSettings(BaseSettings):
+class BackfillSettings(Settings):
     """What a backfill reads: InfluxDB, the city (for ingest's judge) and the topic root."""
-
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
-                                      populate_by_name=True)
 
     log_level: str = "INFO"
     city_file: Path | None = None
@@ -202,6 +199,12 @@ class Backfill:
                 continue
             result.stored += points
             return
+
+
+def ingest_judge(settings: BackfillSettings) -> Judge:
+    """The judge live ingest runs with these settings: the same city, root and limits."""
+    registry = load_city(settings.city_file, scale=settings.scale).registry()
+    return Judge(registry, settings.root, settings.max_payload_bytes)
 
 
 def backfill(path: Path | str, judge: Judge, sink: PointWriter, selection: Selection, *,

@@ -18,8 +18,9 @@ from pydantic import ValidationError
 # Only what building the parser needs: `smartcity --help` should not import paho.
 from recorder.fileformat import RecordingError
 from recorder.reading import RecordingReader
-from recorder.selection import Remap, Selection, TimePoint, parse_duration
+from recorder.selection import Remap, Selection, TimePoint
 from smartcity import logs
+from smartcity.durations import parse_duration
 from smartcity.models import format_ts
 from smartcity.settings import CommonSettings
 from smartcity.topics import TopicFilter
@@ -250,19 +251,16 @@ def _damage_verdict(lost: str | None, skip_damaged: bool) -> int:
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    from ingest.judge import Judge
-    from recorder.backfill import Backfill, BackfillError, BackfillSettings
+    from recorder.backfill import Backfill, BackfillError, BackfillSettings, ingest_judge
     from recorder.progress import Progress
-    from smartcity.city import load_city
-    from smartcity.influx import InfluxClient
+    from storage.influx import InfluxClient
 
     if args.loop or args.passes:
         print("smartcity replay: --loop makes no sense with --into-influx", file=sys.stderr)
         return 2
     settings = BackfillSettings()
     logs.setup("replay", settings.log_level)
-    registry = load_city(settings.city_file, scale=settings.scale).registry()
-    judge = Judge(registry, settings.root, settings.max_payload_bytes)
+    judge = ingest_judge(settings)
     client = InfluxClient(settings.influx)
     job = Backfill(args.file, judge, client, _selection(args), rebase_time=args.rebase_time,
                    mark_source=not args.verbatim, db=settings.influx.db)

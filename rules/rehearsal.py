@@ -21,11 +21,9 @@ from pathlib import Path
 from typing import TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recorder import RecordingError, RecordingReader
 from recorder.reading import describe_loss
-from rules.config import RuleSet, load_rules
 from rules.engine import Engine
 from rules.feed import is_profile, judge, profile_change, readings_of
 from rules.wording import ward_names
@@ -36,6 +34,8 @@ from smartcity.codec import Reading
 from smartcity.errors import ContractError
 from smartcity.models import parse_ts
 from smartcity.profiles import Change
+from smartcity.rulefile import RuleSet, load_rules
+from smartcity.settings import Settings
 from smartcity.topics import DEFAULT_ROOT, profile_filter
 
 
@@ -211,11 +211,8 @@ def compare(base: Iterable[Step], other: Iterable[Step]) -> list[Difference]:
 # -- the command line: smartcity rules --rehearse ---------------------------------------------
 
 
-class RehearsalSettings(BaseSettings):
+class RehearsalSettings(Settings):
     """A rehearsal reads the city and the rules; no broker, no database."""
-
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
-                                      populate_by_name=True)
 
     log_level: str = "WARNING"
     city_file: Path | None = None

@@ -17,16 +17,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from launcher.servers import Mosquitto, start_with_retry
 from recorder.builtin import SEED, START, recordings_dir, run_of
 from simulators.scenarios import builtin_names, load_scenario
 from smartcity.city import load_city
-from smartcity.servers import Mosquitto, start_with_retry
 
 OUT = recordings_dir()
 
 
 def smartcity(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "smartcity.cli", *args], env=env)
+    return subprocess.Popen([sys.executable, "-m", "launcher.cli", *args], env=env)
 
 
 def main() -> int:

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import Browser
 
 from api.main import create_app
-from smartcity.servers import free_port
+from launcher.servers import free_port
 from smartcity.settings import ApiSettings, InfluxSettings, MqttSettings
 from tests import timelines
 from tests.test_board import ARTIFACTS, Service, browser, env, running  # noqa: F401

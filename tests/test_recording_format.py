@@ -22,7 +22,8 @@ from recorder.fileformat import (
     encode_frame,
 )
 from recorder.reading import RecordingReader, read_all
-from recorder.selection import Remap, Selection, TimePoint, parse_duration, select
+from recorder.selection import Remap, Selection, TimePoint, select
+from smartcity.durations import parse_duration
 from smartcity.errors import ContractError
 from smartcity.topics import TopicFilter
 
@@ -211,7 +212,7 @@ def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "5x", "m", "1h 2m", "-5", "nan", "5m3", "inf"])
+@pytest.mark.parametrize("text", ["", "5x", "m", "-5", "nan", "5m3", "inf", "1h-2m"])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)

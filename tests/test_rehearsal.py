@@ -11,10 +11,10 @@ import pytest
 
 from recorder import Replayer, ReplayOptions, Selection
 from recorder.selection import Remap
-from rules.config import load_rules
 from rules.rehearsal import Step, compare, rehearse
 from smartcity.alerts import decode_alert
 from smartcity.city import load_city
+from smartcity.rulefile import load_rules
 from smartcity.settings import InfluxSettings, MqttSettings
 from tests.mqtt import collecting, wait_for
 from tests.test_rules_service import rules_settings, running_rules
@@ -59,7 +59,7 @@ def test_compare_shows_what_a_threshold_change_adds_drops_and_moves(tmp_path: Pa
     assert slower != defaults
     (tmp_path / "slower.toml").write_text(slower)
     result = subprocess.run(
-        [sys.executable, "-m", "smartcity.cli", "rules", "--rehearse", str(STORM),
+        [sys.executable, "-m", "launcher.cli", "rules", "--rehearse", str(STORM),
          "--compare", str(tmp_path / "slower.toml")], capture_output=True, text=True,
         timeout=60, cwd=REPO)
     assert result.returncode == 0, result.stderr
@@ -90,6 +90,6 @@ def test_compare_names_added_and_dropped_events() -> None:
 def test_rehearsal_refuses_what_is_not_a_recording(tmp_path: Path) -> None:
     (tmp_path / "nope.screc").write_text("not a recording")
     result = subprocess.run(
-        [sys.executable, "-m", "smartcity.cli", "rules", "--rehearse",
+        [sys.executable, "-m", "launcher.cli", "rules", "--rehearse",
          str(tmp_path / "nope.screc")], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 2 and "not a smartcity recording" in result.stderr

@@ -17,12 +17,12 @@ from pathlib import Path
 import orjson
 
 from recorder.builtin import SEED, START, builtin_recordings, run_of
-from rules.config import load_rules
 from rules.rehearsal import Rehearsal, Step, rehearse, rehearse_messages
 from simulators.clock import parse_start
 from simulators.scenarios import load_scenario
 from simulators.simulation import readings
 from smartcity.city import load_city
+from smartcity.rulefile import load_rules
 
 TIMELINES = Path(__file__).resolve().parent / "data" / "timelines"
 

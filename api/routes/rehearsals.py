@@ -16,42 +16,19 @@ import anyio
 from fastapi import APIRouter, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ServicesDep
+from api.models.rehearsals import RehearsalResult, Timeline
 from recorder.builtin import builtin_recordings
-from rules.config import DEFAULT_RULES_FILE, RuleFileError, RuleSet, load_rules, parse_rules
-from rules.rehearsal import Difference, Rehearsal, Step, compare, rehearse
+from rules.rehearsal import Rehearsal, compare, rehearse
 from smartcity.city import load_city
 from smartcity.ids import ID_PATTERN, is_valid_id
+from smartcity.rulefile import RuleFileError, RuleSet, default_rules_file, load_rules, parse_rules
 
 router = APIRouter(tags=["rehearsals"])
 
 MAX_RULES_BYTES = 64 * 1024
 _one_at_a_time = anyio.CapacityLimiter(1)
-
-
-class Timeline(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    rules: str = Field(description="'in force', or 'given' for the rule file in the body")
-    messages: int
-    readings: int
-    elapsed_s: float = Field(description="how long the rehearsal took")
-    events: list[Step]
-
-    @classmethod
-    def of(cls, rules: str, r: Rehearsal) -> Timeline:
-        return cls(rules=rules, messages=r.messages, readings=r.readings,
-                   elapsed_s=round(r.elapsed_s, 3), events=r.steps)
-
-
-class RehearsalResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    recording: str
-    in_force: Timeline
-    given: Timeline | None = Field(default=None, description="with the rule file of a POST")
-    differences: list[Difference] = Field(
-        default_factory=list, description="what the given rules add, drop or move")
 
 
 def _recording(name: str) -> Path:
@@ -118,4 +95,4 @@ async def rehearsal_with(name: Name, services: ServicesDep, request: Request
 @router.get("/api/v1/rules/file", response_class=PlainTextResponse,
             summary="The rule file in force (TOML), to edit and rehearse")
 def rule_file(services: ServicesDep) -> str:
-    return (services.settings.rules_file or DEFAULT_RULES_FILE).read_text(encoding="utf-8")
+    return (services.settings.rules_file or default_rules_file()).read_text(encoding="utf-8")
