@@ -35,7 +35,13 @@ from smartcity.mqtt import Subscription, connect_persistent, persistent_client
 from smartcity.profiles import Change, apply_profile, decode_profile
 from smartcity.registry import Registry
 from smartcity.settings import IngestSettings
-from smartcity.topics import errors_topic, profile_filter, telemetry_filter, value_filter
+from smartcity.topics import (
+    errors_topic,
+    native_filter,
+    profile_filter,
+    telemetry_filter,
+    value_filter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +95,8 @@ class IngestService:
         self._last_rejection_ms: dict[str, int] = {}
         # Profiles are not shared: every ingest worker needs every device.
         self.session = Subscription(settings.mqtt, str(telemetry_filter(root, group)),
-                                    str(value_filter(root, group)), str(self.profiles))
+                                    str(value_filter(root, group)),
+                                    str(native_filter(root, group)), str(self.profiles))
         self.subscribed = self.session.subscribed
         self.client = self._make_client()
 

@@ -46,14 +46,21 @@ from rules.wording import ward_names
 from smartcity import logs
 from smartcity.alerts import Alert, AlertState, encode_alert
 from smartcity.city import City, load_city
-from smartcity.codec import Reading, decode_message
+from smartcity.codec import Reading
+from smartcity.formats.decoding import decode_device_message
 from smartcity.errors import ContractError
 from smartcity.influx import InfluxClient
 from smartcity.models import format_ts
 from smartcity.mqtt import Subscription, connect_persistent, persistent_client
 from smartcity.profiles import Change, apply_profile, decode_profile
 from smartcity.registry import Registry
-from smartcity.topics import alert_topic, profile_filter, telemetry_filter, value_filter
+from smartcity.topics import (
+    alert_topic,
+    native_filter,
+    profile_filter,
+    telemetry_filter,
+    value_filter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +116,8 @@ class RulesService:
         # Exhibitor devices registered at run time reach the engine through this registry.
         self.profiles = profile_filter(root)
         self.session = Subscription(settings.mqtt, str(telemetry_filter(root)),
-                                    str(value_filter(root)), str(self.profiles))
+                                    str(value_filter(root)), str(native_filter(root)),
+                                    str(self.profiles))
         self.subscribed = self.session.subscribed
         self.client = self._make_client()
 
@@ -172,8 +180,9 @@ class RulesService:
         self.stats.received += 1
         readings: list[Reading] = []
         try:
-            readings = decode_message(msg.topic, bytes(msg.payload), self.settings.mqtt.root,
-                                      now_ms=int(time.time() * 1000))
+            readings = decode_device_message(msg.topic, bytes(msg.payload), self.registry,
+                                             self.settings.mqtt.root,
+                                             now_ms=int(time.time() * 1000)).readings
         except ContractError:
             self.stats.undecodable += 1  # ingest tells the device why; nothing to judge here
         except Exception:  # one bad message must never stop the rules
