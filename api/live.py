@@ -57,9 +57,9 @@ from api.livewire import (
 from api.status import StatusTracker
 from smartcity.alerts import AlertState, decode_alert
 from smartcity.codec import Reading, decode_status
-from smartcity.formats.decoding import decode_device_message
 from smartcity.control import STOPPED, decode_state, state_topic
 from smartcity.errors import ContractError, FieldProblem
+from smartcity.formats.decoding import decode_device_message
 from smartcity.ids import check_id
 from smartcity.logs import truncate
 from smartcity.models import Source

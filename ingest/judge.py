@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 
 from ingest.lineprotocol import LineFormatter, LineProtocolError
-from smartcity.formats.decoding import decode_device_message
 from smartcity.errors import ContractError, FieldProblem, MqttReasonCode, Reason, reason_code
+from smartcity.formats.decoding import decode_device_message
 from smartcity.registry import Registry
 from smartcity.topics import device_id_from_topic
 

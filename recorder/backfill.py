@@ -73,7 +73,8 @@ def backfill(path: Path | str, judge: Judge, sink: PointWriter, selection: Selec
             # with when the message was recorded, moved like every other time when rebasing.
             verdict = judge(r.topic, payload, now_ms=r.arrival_ns // 1_000_000 + delta_ms)
             if isinstance(verdict, Accepted):
-                lines.append(verdict.line)
+                if verdict.line is not None:
+                    lines.append(verdict.line)
             else:
                 result.rejected[verdict.reason] += 1
             if len(lines) >= batch_size:

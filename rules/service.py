@@ -47,8 +47,8 @@ from smartcity import logs
 from smartcity.alerts import Alert, AlertState, encode_alert
 from smartcity.city import City, load_city
 from smartcity.codec import Reading
-from smartcity.formats.decoding import decode_device_message
 from smartcity.errors import ContractError
+from smartcity.formats.decoding import decode_device_message
 from smartcity.influx import InfluxClient
 from smartcity.models import format_ts
 from smartcity.mqtt import Subscription, connect_persistent, persistent_client

@@ -68,7 +68,6 @@ class Reason(StrEnum):
     # the device
     UNKNOWN_DEVICE = "unknown device"
     WRONG_DOMAIN = "wrong domain"
-    OTHER_DEVICE = "names another device"
     # ingest itself
     UNSTORABLE = "unstorable value"
 
@@ -120,10 +119,9 @@ REASON_CODES: dict[Reason, MqttReasonCode] = {
     Reason.WRONG_UNIT: _C.PAYLOAD_FORMAT_INVALID,
     Reason.UNDECLARED_METRIC: _C.PAYLOAD_FORMAT_INVALID,
     # "The PUBLISH is not authorized": the device is not one the exhibit knows, or speaks
-    # for a domain or a device it was not registered as.
+    # for a domain it was not registered as.
     Reason.UNKNOWN_DEVICE: _C.NOT_AUTHORIZED,
     Reason.WRONG_DOMAIN: _C.NOT_AUTHORIZED,
-    Reason.OTHER_DEVICE: _C.NOT_AUTHORIZED,
     # The broker's own answer to a publish outside the device's topics, seen in its log.
     Reason.BROKER_REFUSED: _C.NOT_AUTHORIZED,
     # "The PUBLISH is valid but is not accepted by this Server."

@@ -115,9 +115,14 @@ def test_a_device_role_is_one_role_per_device_without_username_patterns() -> Non
     assert all("%" not in acl.topic and acl.allow for acl in DEVICE.acls)
     assert {(a.acltype, a.topic) for a in DEVICE.acls} == {
         (PUB, "city/flood/flood-d1/telemetry"), (PUB, "city/flood/flood-d1/telemetry/+"),
-        (PUB, "city/flood/flood-d1/status"), (SUB_LITERAL, "city/devices/flood-d1/errors"),
+        (PUB, "city/flood/flood-d1/status"), (PUB, "city/dev/flood-d1/#"),
+        (SUB_LITERAL, "city/devices/flood-d1/errors"),
         (RECV, "city/devices/flood-d1/errors")}
     assert device_role("x", "home", "test-1/city").permits(PUB, "test-1/city/home/x/status")
+    # its own prefix, for firmware that publishes where it publishes; nobody else's
+    assert DEVICE.permits(PUB, "city/dev/flood-d1/tele/booth/SENSOR")
+    assert not DEVICE.permits(PUB, "city/dev/flood-d2/tele/booth/SENSOR")
+    assert not DEVICE.permits(PUB, "tele/booth/SENSOR")
 
 
 @pytest.mark.parametrize("device_id", ["+", "#", "a/b", "A1", "", "x" * 65, "a\n", "$share"])
