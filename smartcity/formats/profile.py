@@ -148,6 +148,7 @@ class Profile(_Model):
 
 
 class CustomField(_Model):
+    metric: str
     pointer: Pointer = Field(description="JSON pointer to the value, such as /sensors/0/temp")
     unit: str | None = Field(default=None, description="the unit it comes in (°F, m, mm, "
                                                        "kW, m/s, ...); default: the metric's")
@@ -160,7 +161,8 @@ class CustomMapping(_Model):
 
     topic: str = Field(default="#", description="sub-topic under the device's prefix the "
                                                 "device publishes on (a filter; # for any)")
-    metrics: dict[str, CustomField] = Field(min_length=1, max_length=16)
+    # A tuple, not a dict: the mapping is part of the frozen, hashable registry entry.
+    metrics: tuple[CustomField, ...] = Field(min_length=1, max_length=16)
     time: TimeField | None = Field(default=None, description="where the time is; default: "
                                                              "stamped on arrival")
 
@@ -174,14 +176,18 @@ class CustomMapping(_Model):
 
     @model_validator(mode="after")
     def _known(self) -> CustomMapping:
-        for metric, f in self.metrics.items():
-            check_metric_unit(metric, f.unit)
+        seen = set()
+        for f in self.metrics:
+            check_metric_unit(f.metric, f.unit)
+            if f.metric in seen:
+                raise ValueError(f"{f.metric} is mapped twice")
+            seen.add(f.metric)
         return self
 
     def rule(self) -> Rule:
         return Rule(topic=self.topic, time=self.time, fields=tuple(
-            FieldMap(pointer=f.pointer, metric=m, unit=f.unit, scale=f.scale, offset=f.offset)
-            for m, f in self.metrics.items()))
+            FieldMap(pointer=f.pointer, metric=f.metric, unit=f.unit, scale=f.scale,
+                     offset=f.offset) for f in self.metrics))
 
 
 def check_metric_unit(metric: str, unit: str | None) -> None:
