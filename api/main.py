@@ -19,10 +19,11 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from api.accounts import device_accounts
 from api.deps import Services
 from api.live import LiveHub, LiveSettings, shutdown_streams
-from api.routes import alerts, board, city, health, replays, scenarios, sensors
+from api.routes import alerts, board, city, exhibitors, health, replays, scenarios, sensors
 from api.routes import devices as device_routes
 from api.routes import live as live_routes
 from api.status import StatusTracker
+from api.watch import DeviceWatch
 from smartcity import logs
 from smartcity.city import load_city
 from smartcity.influx import AsyncInfluxClient, InfluxRejected, InfluxUnavailable
@@ -117,6 +118,8 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         status = StatusTracker(settings.mqtt)
         hub = LiveHub(live_settings, devices, status)  # on status's connection: one, not two
+        watch = DeviceWatch(devices, settings.mqtt.root)
+        status.follow(watch.filters(), watch.receive)
         status.start()
         await hub.start()
         app.state.live = hub
@@ -126,6 +129,7 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
             services = Services(settings, devices, levels, influx, probe, status,
                                 accounts=device_accounts(settings), wards=wards)
             services.live = hub
+            services.watch = watch
             yield {"services": services}
             await anyio.to_thread.run_sync(services.replays.stop)
         finally:
@@ -145,6 +149,8 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
     app.include_router(live_routes.router)
     app.include_router(board.router)
     app.include_router(device_routes.router)
+    app.include_router(exhibitors.router)
+    app.include_router(exhibitors.page)
     app.include_router(device_routes.contract)
     app.add_exception_handler(InfluxUnavailable, _influx_unavailable)
     app.add_exception_handler(InfluxRejected, _influx_rejected)

@@ -18,7 +18,11 @@ from typing import Annotated, Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from api.device_settings import DeviceSettings
 from api.schemas import Location, SensorStatus, Timestamp
+from smartcity.formats import CUSTOM, format_names, is_native
+from smartcity.formats.mapping import topics_to_use
+from smartcity.formats.profile import CustomMapping
 from smartcity.ids import Id
 from smartcity.models import TELEMETRY_MODELS, Source, format_ts
 from smartcity.registry import DeviceInfo, Registry
@@ -62,6 +66,20 @@ class DeviceRequest(BaseModel):
                                                       "ward of the nearest city device")
     device_id: Id | None = Field(default=None, description="a wished-for id; default: made "
                                                            "from the name")
+    format: str = Field(default="json", description="how the device speaks: json, senml, "
+                                                    "value, tasmota, shelly, zigbee2mqtt, "
+                                                    "esphome or custom (GET "
+                                                    "/api/v1/devices/formats lists them)")
+    mapping: CustomMapping | None = Field(default=None, description="for the custom format: "
+                                                                    "where each metric is")
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v: str) -> str:
+        if v not in format_names():
+            raise ValueError(f"{v[:40]!r} is not a format; use one of "
+                             f"{', '.join(format_names())}")
+        return v
 
     @field_validator("name", "name_en")
     @classmethod
@@ -128,6 +146,13 @@ def build_device(request: DeviceRequest, registry: Registry, wards: Iterable[str
     if request.ward is not None and request.ward not in ward_ids:
         raise RegistrationProblem("ward", f"unknown ward {request.ward!r}; the city has "
                                           f"{', '.join(sorted(ward_ids))}")
+    if (request.format == CUSTOM) != (request.mapping is not None):
+        raise RegistrationProblem("mapping", "the custom format needs a mapping, and only it "
+                                             "takes one")
+    for i, f in enumerate(request.mapping.metrics if request.mapping else ()):
+        if f.metric not in request.metrics:
+            raise RegistrationProblem(f"mapping.metrics.{i}", f"{f.metric} is mapped but not "
+                                                              "among the device's metrics")
     device_id = request.device_id or new_device_id(request.name, registry)
     ward = request.ward or nearest_ward(registry, request.location.lat, request.location.lon)
     if ward is None:
@@ -136,7 +161,8 @@ def build_device(request: DeviceRequest, registry: Registry, wards: Iterable[str
     return DeviceInfo(device_id=device_id, domain=request.domain, name=request.name,
                       name_en=request.name_en, ward=ward, site=device_id,
                       lat=request.location.lat, lon=request.location.lon, source=Source.LIVE,
-                      metrics=tuple(request.metrics))
+                      metrics=tuple(request.metrics), format=request.format,
+                      mapping=request.mapping)
 
 
 # --- the answer --------------------------------------------------------------------------
@@ -156,6 +182,9 @@ class DeviceTopics(_Out):
     single_value: str = Field(description="one bare number per metric: replace {metric}")
     status: str = Field(description="retained online/offline, also the last will")
     errors: str = Field(description="subscribe here: why a message was rejected")
+    native: list[str] = Field(default_factory=list, description="vendor formats: the topics "
+                                                                "under the device's own "
+                                                                "prefix it publishes on")
 
 
 class PayloadExample(_Out):
@@ -178,6 +207,8 @@ class Device(_Out):
     location: Location
     metrics: list[str]
     source: Source
+    format: str = "json"
+    mapping: CustomMapping | None = None
 
 
 class Registration(_Out):
@@ -186,6 +217,8 @@ class Registration(_Out):
                                                         "devices (development)")
     topics: DeviceTopics
     example: PayloadExample
+    settings: DeviceSettings = Field(description="what to set on the device, ready to paste, "
+                                                 "and its QR code")
     note: str
 
 
@@ -228,14 +261,16 @@ class DeviceReport(_Out):
 def device_out(d: DeviceInfo) -> Device:
     return Device(device_id=d.device_id, domain=d.domain, name=d.name, name_en=d.name_en,
                   ward=d.ward, location=Location(lat=d.lat, lon=d.lon),
-                  metrics=list(d.metrics or metrics_of(d.domain)), source=d.source)
+                  metrics=list(d.metrics or metrics_of(d.domain)), source=d.source,
+                  format=d.format, mapping=d.mapping)
 
 
 def topics_of(d: DeviceInfo, root: str) -> DeviceTopics:
     telemetry = str(telemetry_topic(d.domain, d.device_id, root))
     return DeviceTopics(telemetry=telemetry, single_value=telemetry + "/{metric}",
                         status=str(status_topic(d.domain, d.device_id, root)),
-                        errors=str(errors_topic(d.device_id, root)))
+                        errors=str(errors_topic(d.device_id, root)),
+                        native=topics_to_use(d, root))
 
 
 def example_of(d: DeviceInfo, root: str, now_ms: int,
@@ -260,12 +295,20 @@ def example_of(d: DeviceInfo, root: str, now_ms: int,
 
 
 def hints(report_seen: str | None, rejected: int, last_rejected_at: str | None,
-          status: SensorStatus) -> list[str]:
+          status: SensorStatus, device: DeviceInfo | None = None, root: str = "city"
+          ) -> list[str]:
     """Plain-words next steps for an exhibitor, from what the exhibit has seen of the device."""
     out = []
     if report_seen is None and rejected == 0:
+        where = "its telemetry topic"
+        if device is not None:
+            where = ", ".join(topics_to_use(device, root)) if is_native(device.format) else \
+                str(telemetry_topic(device.domain, device.device_id, root))
         out.append("Nothing received yet: check the broker address, the username and password, "
-                   "and that the device publishes to its telemetry topic.")
+                   f"and that the device publishes on {where}.")
+    if device is not None and (report_seen is None or rejected):
+        metrics = ", ".join(device.metrics or metrics_of(device.domain))
+        out.append(f"This device stores {metrics}; other fields are left out.")
     if rejected and (report_seen is None or (last_rejected_at or "") > report_seen):
         out.append("Its latest messages were rejected: see last_rejected for the reason, or "
                    "subscribe to the errors topic to see each one as it happens.")

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, HTTPException, Response
 
 from api import device_report, registration
 from api.deps import AdminDep, DeviceDep, InfluxDep, NowDep, ServicesDep, invalid
+from api.device_settings import settings_for
 from api.registration import (
     Credentials,
     Device,
@@ -109,7 +110,9 @@ async def register(services: ServicesDep, _: AdminDep, now: NowDep,
     return Registration(
         device=registration.device_out(device), credentials=credentials,
         topics=registration.topics_of(device, root),
-        example=registration.example_of(device, root, now, credentials, broker),
+        example=(example := registration.example_of(device, root, now, credentials, broker)),
+        settings=settings_for(device, root, broker, issued.username if issued else None,
+                              issued.password if issued else None, example.mosquitto_pub),
         note=SHOWN_ONCE if credentials else "This broker takes anonymous devices "
                                             "(development): connect without credentials.")
 
@@ -136,7 +139,8 @@ async def get_device_report(device: DeviceDep, services: ServicesDep,
         messages=registration.MessageCounts(stored=facts.stored, rejected=facts.rejected),
         last_rejected=facts.last_rejected,
         topics=registration.topics_of(device, services.settings.mqtt.root),
-        hints=registration.hints(last_seen, facts.rejected, last_rejected_at, status))
+        hints=registration.hints(last_seen, facts.rejected, last_rejected_at, status, device,
+                                 services.settings.mqtt.root))
 
 
 @router.post("/{device_id}/rotate", summary="New credentials for a device (admin); a connected "

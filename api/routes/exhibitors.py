@@ -1,0 +1,129 @@
+"""The exhibitor desk: its page under ``/exhibitors``, the formats a device can speak, a preview
+of a sample payload through the mapping before the device is saved, and the live view of a
+registered device's messages. Everything but the page itself needs the admin token; the page
+does nothing until staff log in with it.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import AdminDep, DeviceDep, NowDep, ServicesDep
+from api.registration import DeviceRequest, RegistrationProblem, build_device
+from api.routes.devices import ADMIN
+from smartcity.errors import ContractError, reason_code
+from smartcity.formats import CONTRACT_FORMATS, CUSTOM, catalogue, is_native
+from smartcity.formats.decoding import preview as preview_message
+from smartcity.formats.units import UNITS
+from smartcity.models import format_ts
+from smartcity.topics import native_prefix, telemetry_topic
+
+router = APIRouter(tags=["devices"])
+page = APIRouter(include_in_schema=False)
+
+DESK_DIR = Path(str(resources.files("api") / "desk"))
+MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
+               ".js": "text/javascript; charset=utf-8"}
+MAX_SAMPLE_BYTES = 65536
+
+
+@page.get("/exhibitors")
+def desk() -> FileResponse:
+    return _file("index.html")
+
+
+@page.get("/exhibitors/{name}")
+def desk_file(name: str) -> FileResponse:
+    return _file(name)
+
+
+def _file(name: str) -> FileResponse:
+    path = (DESK_DIR / name).resolve()
+    media_type = MEDIA_TYPES.get(path.suffix)
+    if media_type is None or not path.is_relative_to(DESK_DIR.resolve()) or \
+            not path.is_file():
+        raise HTTPException(404, f"the desk has no file {name!r}")
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+
+class FormatOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    title: str
+    summary: str
+    native: bool = Field(description="publishes under the device's own prefix")
+    publishes: list[str]
+    docs: str | None
+
+
+@router.get("/api/v1/formats", summary="The formats a device can be registered with, and the "
+                                        "units each metric may come in")
+async def formats() -> dict[str, Any]:
+    out = [FormatOut(name=n, title=n, summary=s, native=False, publishes=[], docs=None)
+           for n, s in CONTRACT_FORMATS.items()]
+    out += [FormatOut(name=p.name, title=p.title, summary=p.summary, native=True,
+                      publishes=list(p.publishes), docs=p.docs) for p in catalogue().values()]
+    out.append(FormatOut(name=CUSTOM, title="Custom JSON", summary="your own JSON: say where "
+                         "each metric is, its unit and where the time is", native=True,
+                         publishes=[], docs=None))
+    return {"formats": out, "units": {m: list(u) for m, u in UNITS.items()}}
+
+
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device: DeviceRequest
+    topic: str = Field(default="", max_length=512, description="the topic under the device's "
+                       "prefix (tele/booth/SENSOR) for vendor formats; for ours, '' (the "
+                       "telemetry topic) or a metric name (its single-value topic)")
+    payload: str = Field(max_length=MAX_SAMPLE_BYTES, description="the sample, as the device "
+                                                                  "sends it")
+
+
+@router.post("/api/v1/formats/preview", summary="What the exhibit would store from a sample "
+                                                "payload, before the device is saved (admin)",
+             responses=ADMIN)
+async def preview(services: ServicesDep, _: AdminDep, now: NowDep,
+                  request: Annotated[PreviewRequest, Body()]) -> dict[str, Any]:
+    root = services.settings.mqtt.root
+    try:
+        device = build_device(request.device.model_copy(
+            update={"device_id": request.device.device_id or "preview-device"}),
+            services.registry, services.wards)
+    except RegistrationProblem as e:
+        raise HTTPException(422, f"{e.field}: {e}") from None
+    if is_native(device.format):
+        topic = f"{native_prefix(device.device_id, root)}/{request.topic.strip('/')}"
+    else:
+        topic = str(telemetry_topic(device.domain, device.device_id, root))
+        if request.topic.strip("/"):
+            topic += "/" + request.topic.strip("/")
+    try:
+        mapped = preview_message(device, topic, request.payload.encode(), root, now)
+    except ContractError as e:
+        return {"topic": topic, "readings": [], "notes": [], "refused": {
+            "reason": str(e.reason), "reason_code": int(reason_code(str(e.reason))),
+            "problems": [{"field": p.field, "message": p.message} for p in e.problems]}}
+    return {"topic": topic, "notes": mapped.notes, "refused": None,
+            "readings": [{"time": format_ts(r.ts_ms), "metrics": r.metrics}
+                         for r in mapped.readings]}
+
+
+@router.get("/api/v1/devices/{device_id}/watch", summary="A device's latest raw messages, "
+                                                         "what the mapping made of each, and "
+                                                         "its refusals (admin)",
+            responses=ADMIN)
+async def watch(device: DeviceDep, services: ServicesDep, _: AdminDep,
+                after: Annotated[int, Query(ge=0, description="only entries after this n")] = 0
+                ) -> dict[str, Any]:
+    if services.watch is None:
+        raise HTTPException(503, "the desk's watch is not running")
+    return {"device_id": device.device_id, "entries": services.watch.since(device.device_id,
+                                                                           after)}
