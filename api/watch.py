@@ -51,9 +51,9 @@ class DeviceWatch:
             return  # an old message replayed on (re)connect, not what the device just sent
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         if topic.endswith("/errors") and self._errors.matches(topic):
-            device_id = topic.split("/")[-2]
-            if self._watched(device_id):
-                self._add(device_id, self._report(payload, now_ms))
+            reported = topic.split("/")[-2]
+            if self._watched(reported):
+                self._add(reported, self._report(payload, now_ms))
             return
         device_id = device_id_from_topic(topic, self.root)
         if device_id is None or not self._watched(device_id) or topic.endswith("/status"):
