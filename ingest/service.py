@@ -20,6 +20,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ingest import brokerlog
+from ingest.brokerlog import BrokerLogWatcher, Refused
 from ingest.judge import Accepted, Judge, Rejection
 from ingest.lineprotocol import rejection_line
 from ingest.spool import Spool
@@ -28,7 +30,7 @@ from ingest.writer import BatchWriter, Item, PointWriter
 from smartcity import logs
 from smartcity.city import load_city
 from smartcity.codec import dump
-from smartcity.errors import ContractError
+from smartcity.errors import ContractError, Reason
 from smartcity.influx import InfluxClient, InfluxError
 from smartcity.models import DeviceError, ProblemOut, format_ts
 from smartcity.mqtt import Subscription, connect_persistent, persistent_client
@@ -99,6 +101,8 @@ class IngestService:
                                     str(native_filter(root, group)), str(self.profiles))
         self.subscribed = self.session.subscribed
         self.client = self._make_client()
+        self.broker_log = (BrokerLogWatcher(settings.broker_log, self._broker_refused)
+                           if settings.broker_log else None)
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
@@ -116,6 +120,8 @@ class IngestService:
         self.writer.start()
         connect_persistent(self.client, s.mqtt, s.session_expiry_s, s.receive_maximum)
         self._stats_thread.start()
+        if self.broker_log is not None:
+            self.broker_log.start()
         if len(self.spool):
             log.info("spool holds %d batches from an earlier run; draining", len(self.spool))
 
@@ -123,6 +129,8 @@ class IngestService:
         """Store and acknowledge what has arrived, then leave; the session stays with the broker,
         which keeps queueing for us until we return (or the session expires)."""
         self.session.accepting = False
+        if self.broker_log is not None:
+            self.broker_log.stop()
         self.writer.stop()
         # paho sends queued packets in order, so the acks leave before the DISCONNECT.
         self.client.disconnect()
@@ -216,6 +224,20 @@ class IngestService:
         device = self.judge.registry.get(r.device_id)
         return rejection_line(r.device_id, r.reason, code, r.topic, detail, r.payload,
                               suppressed, ts_ms, device.source if device else None)
+
+    def _broker_refused(self, refused: Refused) -> None:
+        """A publish the broker refused to a device (its log's thread): reported and stored
+        like a message ingest refused itself."""
+        device = self.registry.get(refused.device_id)
+        if device is None:
+            return
+        root = self.settings.mqtt.root
+        rejection = Rejection(refused.topic, refused.device_id, Reason.BROKER_REFUSED,
+                              brokerlog.problems(device, refused, root), b"")
+        line = self._reject(rejection, int(time.time() * 1000))
+        if line is not None:
+            # Nothing to acknowledge (QoS 0): the broker never delivered the message.
+            self.writer.submit(Item(line, 0, 0, self.session.generation, 0))
 
     # -- writer thread -----------------------------------------------------------------------
 
