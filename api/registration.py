@@ -61,7 +61,7 @@ class DeviceRequest(BaseModel):
     location: Location
     metrics: list[str] = Field(min_length=1, max_length=16,
                                description="the metrics the device will send, named with "
-                                           "their unit (GET /api/v1/devices/metrics lists them)")
+                                           "their unit (GET /api/v1/formats lists them)")
     ward: Id | None = Field(default=None, description="the city ward it stands in; default: the "
                                                       "ward of the nearest city device")
     device_id: Id | None = Field(default=None, description="a wished-for id; default: made "
@@ -225,6 +225,8 @@ class Registration(_Out):
 class Rotation(_Out):
     device_id: str
     credentials: Credentials
+    settings: DeviceSettings | None = Field(default=None, description="the device's settings "
+                                                                      "with the new password")
     note: str
 
 

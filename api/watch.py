@@ -36,6 +36,7 @@ class DeviceWatch:
         self.registry = registry
         self.root = root
         self._errors = TopicFilter(f"{root}/devices/+/errors")
+        self._devices = f"{root}/devices/"
         self._entries: dict[str, deque[dict[str, Any]]] = {}
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
@@ -55,8 +56,10 @@ class DeviceWatch:
             if self._watched(reported):
                 self._add(reported, self._report(payload, now_ms))
             return
+        if topic.startswith(self._devices) or topic.endswith("/status"):
+            return  # registration state and statuses: not what the device sends as readings
         device_id = device_id_from_topic(topic, self.root)
-        if device_id is None or not self._watched(device_id) or topic.endswith("/status"):
+        if device_id is None or not self._watched(device_id):
             return
         self._add(device_id, self.judge(topic, payload, now_ms))
 

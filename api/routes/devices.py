@@ -146,7 +146,7 @@ async def get_device_report(device: DeviceDep, services: ServicesDep,
 @router.post("/{device_id}/rotate", summary="New credentials for a device (admin); a connected "
                                             "device is disconnected",
              responses={**ADMIN, **ONE})
-async def rotate(device: DeviceDep, services: ServicesDep, _: AdminDep) -> Rotation:
+async def rotate(device: DeviceDep, services: ServicesDep, _: AdminDep, now: NowDep) -> Rotation:
     _exhibitor(device)
     try:
         issued = await anyio.to_thread.run_sync(services.accounts.rotate, device.device_id)
@@ -158,7 +158,11 @@ async def rotate(device: DeviceDep, services: ServicesDep, _: AdminDep) -> Rotat
     if credentials is None:
         raise HTTPException(409, "this broker takes anonymous devices (development): there are "
                                  "no credentials to rotate")
-    return Rotation(device_id=device.device_id, credentials=credentials, note=SHOWN_ONCE)
+    root, broker = services.settings.mqtt.root, services.settings.device_broker
+    example = registration.example_of(device, root, now, credentials, broker)
+    return Rotation(device_id=device.device_id, credentials=credentials, note=SHOWN_ONCE,
+                    settings=settings_for(device, root, broker, credentials.username,
+                                          credentials.password, example.mosquitto_pub))
 
 
 @router.delete("/{device_id}", status_code=204, summary="Remove a device and revoke its account "

@@ -21,7 +21,7 @@ from smartcity.errors import ContractError, reason_code
 from smartcity.formats import CONTRACT_FORMATS, CUSTOM, catalogue, is_native
 from smartcity.formats.decoding import preview as preview_message
 from smartcity.formats.units import UNITS
-from smartcity.models import format_ts
+from smartcity.models import TELEMETRY_MODELS, format_ts
 from smartcity.topics import native_prefix, telemetry_topic
 
 router = APIRouter(tags=["devices"])
@@ -73,7 +73,15 @@ async def formats() -> dict[str, Any]:
     out.append(FormatOut(name=CUSTOM, title="Custom JSON", summary="your own JSON: say where "
                          "each metric is, its unit and where the time is", native=True,
                          publishes=[], docs=None))
-    return {"formats": out, "units": {m: list(u) for m, u in UNITS.items()}}
+    return {"formats": out, "units": {m: list(u) for m, u in UNITS.items()},
+            "metrics": {d.value: list(m.metric_names()) for d, m in TELEMETRY_MODELS.items()}}
+
+
+@router.get("/api/v1/exhibitors/session", summary="Whether the admin token is right, and the "
+                                                  "broker devices connect to (admin)",
+            responses=ADMIN)
+async def session(services: ServicesDep, _: AdminDep) -> dict[str, str]:
+    return {"broker": services.settings.device_broker, "root": services.settings.mqtt.root}
 
 
 class PreviewRequest(BaseModel):
