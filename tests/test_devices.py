@@ -5,6 +5,7 @@ explained, rotation and revocation, and the command line."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -249,8 +250,63 @@ def test_the_cli_says_when_the_api_is_unreachable(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "smartcity.cli", "devices", "list"], env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 3
-    assert "cannot reach the api" in result.stderr
+    assert "cannot reach the api at http://127.0.0.1:9" in result.stderr
+    # a newcomer learns where the address goes
+    assert "--api URL or SMARTCITY_API_URL=URL" in result.stderr
 
 
 def exhibit_now() -> int:
     return int(time.time() * 1000)
+
+
+def test_the_command_line_registers_a_vendor_format_with_its_settings(exhibit: Exhibit) -> None:
+    added = run_cli(exhibit, "add", "--name", "Ổ cắm Tasmota gian B1", "--domain", "home",
+                    "--lat", "10.78", "--lon", "106.70", "--metric", "power_w",
+                    "--format", "tasmota")
+    assert added.returncode == 0, added.stderr
+    device_id = re.search(r"registered (\S+)", added.stdout).group(1)  # type: ignore[union-attr]
+    assert f"publish:  {exhibit.root}/dev/{device_id}/tele/{device_id}/SENSOR" in added.stdout
+    assert f"FullTopic {exhibit.root}/dev/{device_id}/%prefix%/%topic%/" in added.stdout
+    report = exhibit.device(device_id)
+    assert report["topics"]["native"] == [f"{exhibit.root}/dev/{device_id}/tele/{device_id}/SENSOR"]
+    # the hints name the topic to publish on and the device's own metrics
+    assert any(f"publishes on {exhibit.root}/dev/{device_id}/tele/{device_id}/SENSOR" in h
+               for h in report["hints"]), report["hints"]
+    assert any("This device stores power_w" in h for h in report["hints"]), report["hints"]
+
+
+@pytest.mark.parametrize(("changes", "field", "words"), [
+    ({"format": "lorawan"}, "format", "is not a format"),
+    ({"format": "custom"}, "mapping", "the custom format needs a mapping"),
+    ({"format": "json", "mapping": {"metrics": [{"metric": "water_level_cm",
+                                                 "pointer": "/d"}]}},
+     "mapping", "only it takes one"),
+    ({"format": "custom", "mapping": {"metrics": [{"metric": "water_level_cm", "pointer": "/d",
+                                                   "unit": "furlong"}]}},
+     "mapping", "does not come in 'furlong'"),
+    ({"format": "custom", "mapping": {"metrics": [{"metric": "river_level_cm",
+                                                   "pointer": "/d"}]}},
+     "mapping.metrics.0", "not among the device's metrics"),
+])
+def test_a_registration_with_a_wrong_format_names_the_field(
+        exhibit: Exhibit, changes: dict[str, Any], field: str, words: str) -> None:
+    body: dict[str, Any] = {"name": "Gian C2", "domain": "flood",
+                            "location": {"lat": 10.7769, "lon": 106.7009},
+                            "metrics": ["water_level_cm"], **changes}
+    with exhibit.http() as http:
+        response = http.post("/api/v1/devices", json=body)
+    assert response.status_code == 422, response.text
+    assert field in response.text and words in response.text, response.text
+
+
+def test_the_zigbee2mqtt_answer_is_configuration_yaml_with_a_qr_code(exhibit: Exhibit) -> None:
+    answer = exhibit.register(format="zigbee2mqtt", domain="weather",
+                              metrics=["temperature_c", "humidity_pct"])
+    settings = answer["settings"]
+    device_id, creds = answer["device"]["device_id"], answer["credentials"]
+    assert settings["kind"] == "yaml"
+    assert f'base_topic: "{exhibit.root}/dev/{device_id}"' in settings["text"]
+    assert f'user: "{creds["username"]}"' in settings["text"]
+    assert f'password: "{creds["password"]}"' in settings["text"]
+    assert settings["qr_svg"].startswith("<svg") and "<path" in settings["qr_svg"]
+    assert answer["device"]["format"] == "zigbee2mqtt"
