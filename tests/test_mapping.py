@@ -218,7 +218,8 @@ T0 = 1_320_067_464_000
         (T0, {"humidity_pct": 20.0}), (T0 + 60_000, {"humidity_pct": 20.3}),
         (T0 + 120_000, {"humidity_pct": 20.7}), (T0 + 150_000, {"battery_pct": 98.0}),
         (T0 + 180_000, {"humidity_pct": 21.2})], "the device's position"),
-    ("multiple data types", [(NOW, {"temperature_c": 23.1})], "10e2073a01080063:label' is not a number"),
+    ("multiple data types", [(NOW, {"temperature_c": 23.1})],
+     "10e2073a01080063:label' is not a number"),
     ("setting an actuator", [(NOW, {"temperature_c": 23.1})], "'heat' in '/'"),
 ])
 def test_the_rfc_8428_examples_are_accepted_on_a_registered_devices_topic(
