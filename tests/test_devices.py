@@ -310,3 +310,25 @@ def test_the_zigbee2mqtt_answer_is_configuration_yaml_with_a_qr_code(exhibit: Ex
     assert f'password: "{creds["password"]}"' in settings["text"]
     assert settings["qr_svg"].startswith("<svg") and "<path" in settings["qr_svg"]
     assert answer["device"]["format"] == "zigbee2mqtt"
+
+
+def test_a_format_change_applies_to_the_next_message(exhibit: Exhibit) -> None:
+    answer = exhibit.register(domain="weather", metrics=["temperature_c", "humidity_pct"])
+    device_id = answer["device"]["device_id"]
+    prefix = f"{exhibit.root}/dev/{device_id}"
+    with exhibit.http() as http:
+        refused = http.put(f"/api/v1/devices/{device_id}/format", json={"format": "lorawan"})
+        assert refused.status_code == 422 and "is not a format" in refused.text
+        city = http.put("/api/v1/devices/flood-thao-dien/format", json={"format": "json"})
+        assert city.status_code == 409
+        changed = http.put(f"/api/v1/devices/{device_id}/format",
+                           json={"format": "zigbee2mqtt"})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["format"] == "zigbee2mqtt"
+    wait_for(lambda: (d := exhibit.ingest.registry.get(device_id)) is not None
+             and d.format == "zigbee2mqtt", what="ingest to take the new format")
+    with exhibit.connect(answer) as device:
+        assert device.publish(f"{prefix}/terrace/aqara", b'{"temperature": 31.5, "humidity": 60,'
+                                                        b' "linkquality": 99}') == 0
+    exhibit.wait_latest(device_id, "temperature_c", 31.5)
+    assert exhibit.latest(device_id)["humidity_pct"] == 60.0

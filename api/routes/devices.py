@@ -64,7 +64,7 @@ def _broker_down(e: Exception) -> HTTPException:
                          headers={"Retry-After": "5"})
 
 
-async def _publish_profile(services: ServicesDep, device_id: str, payload: bytes) -> None:
+async def publish_profile(services: ServicesDep, device_id: str, payload: bytes) -> None:
     topic = str(profile_topic(device_id, services.settings.mqtt.root))
     await anyio.to_thread.run_sync(lambda: services.status.publish(topic, payload, retain=True))
 
@@ -97,7 +97,7 @@ async def register(services: ServicesDep, _: AdminDep, now: NowDep,
     except DynSecError as e:
         raise HTTPException(409, f"the broker refused the account: {e}") from None
     try:
-        await _publish_profile(services, device.device_id, device.model_dump_json().encode())
+        await publish_profile(services, device.device_id, device.model_dump_json().encode())
     except NotPublished as e:
         # No half-registered device: without its profile ingest would refuse its data.
         await anyio.to_thread.run_sync(accounts.remove, device.device_id)
@@ -174,7 +174,7 @@ async def remove(device: DeviceDep, services: ServicesDep, _: AdminDep) -> Respo
     try:
         # Account first: once it is gone the device can send nothing more.
         await anyio.to_thread.run_sync(services.accounts.remove, device.device_id)
-        await _publish_profile(services, device.device_id, b"")
+        await publish_profile(services, device.device_id, b"")
     except (DynSecUnavailable, NotPublished) as e:
         raise _broker_down(e) from None
     except DynSecError as e:

@@ -12,16 +12,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.deps import AdminDep, DeviceDep, NowDep, ServicesDep
-from api.registration import DeviceRequest, RegistrationProblem, build_device
-from api.routes.devices import ADMIN
-from smartcity.errors import ContractError, reason_code
+from api.deps import AdminDep, DeviceDep, NowDep, ServicesDep, invalid
+from api.registration import Device, DeviceRequest, RegistrationProblem, build_device, device_out
+from api.routes.devices import ADMIN, ONE, publish_profile
+from api.schemas import Location
+from api.status import NotPublished
+from smartcity.codec import problems_of
+from smartcity.errors import ContractError, FieldProblem, reason_code
 from smartcity.formats import CONTRACT_FORMATS, CUSTOM, catalogue, is_native
 from smartcity.formats.decoding import preview as preview_message
+from smartcity.formats.profile import CustomMapping
 from smartcity.formats.units import UNITS
-from smartcity.models import TELEMETRY_MODELS, format_ts
+from smartcity.models import TELEMETRY_MODELS, Source, format_ts
 from smartcity.topics import native_prefix, telemetry_topic
 
 router = APIRouter(tags=["devices"])
@@ -106,7 +110,8 @@ async def preview(services: ServicesDep, _: AdminDep, now: NowDep,
             update={"device_id": request.device.device_id or "preview-device"}),
             services.registry, services.wards)
     except RegistrationProblem as e:
-        raise HTTPException(422, f"{e.field}: {e}") from None
+        invalid(ContractError("invalid device", [FieldProblem(f"device.{e.field}", str(e))]),
+                "body", {})
     if is_native(device.format):
         topic = f"{native_prefix(device.device_id, root)}/{request.topic.strip('/')}"
     else:
@@ -122,6 +127,46 @@ async def preview(services: ServicesDep, _: AdminDep, now: NowDep,
     return {"topic": topic, "notes": mapped.notes, "refused": None,
             "readings": [{"time": format_ts(r.ts_ms), "metrics": r.metrics}
                          for r in mapped.readings]}
+
+
+class FormatChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: str = Field(description="the new format (GET /api/v1/formats)")
+    mapping: CustomMapping | None = Field(default=None, description="for the custom format")
+    metrics: list[str] | None = Field(default=None, min_length=1, max_length=16,
+                                      description="the metrics it sends; default: as before")
+
+
+@router.put("/api/v1/devices/{device_id}/format", summary="Change how a device speaks (admin); "
+                                                         "applies to its next message",
+            responses={**ADMIN, **ONE})
+async def change_format(device: DeviceDep, services: ServicesDep, _: AdminDep,
+                        change: Annotated[FormatChange, Body()]) -> Device:
+    if device.source is not Source.LIVE:
+        raise HTTPException(409, f"{device.device_id!r} is one of the city's own devices")
+    try:
+        request = DeviceRequest(
+            name=device.name, name_en=device.name_en, domain=device.domain,
+            location=Location(lat=device.lat, lon=device.lon), ward=device.ward,
+            metrics=change.metrics or list(device.metrics), device_id=device.device_id,
+            format=change.format, mapping=change.mapping)
+        changed = build_device(request, services.registry, services.wards).model_copy(
+            update={"site": device.site})
+    except ValidationError as e:
+        invalid(ContractError("invalid change", problems_of(e)), "body", change.model_dump())
+    except RegistrationProblem as e:
+        invalid(ContractError("invalid change", [FieldProblem(e.field, str(e))]), "body",
+                change.model_dump())
+    # The retained profile: ingest, the rules and the live stream take the new format before
+    # the device's next message.
+    try:
+        await publish_profile(services, device.device_id, changed.model_dump_json().encode())
+    except NotPublished as e:
+        raise HTTPException(503, f"the MQTT broker did not take the change, try again: {e}",
+                            headers={"Retry-After": "5"}) from None
+    services.registry.put(changed)
+    return device_out(changed)
 
 
 @router.get("/api/v1/devices/{device_id}/watch", summary="A device's latest raw messages, "
