@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -19,9 +20,8 @@ from smartcity.influx import InfluxClient
 from smartcity.models import Source
 from smartcity.registry import DeviceInfo
 from smartcity.servers import Influxd
-from smartcity.settings import InfluxSettings
 from smartcity.topics import Domain, profile_topic
-from tests.ingest_helpers import ingest_settings
+from tests.ingest_helpers import fresh_database, ingest_settings
 from tests.mqtt import wait_for
 from tests.secured_broker import NOT_AUTHORIZED, SecuredBroker, start_secured
 
@@ -87,11 +87,26 @@ def test_a_publish_the_broker_refused_reaches_the_device_and_its_page(
         broker: tuple[SecuredBroker, Path], influxd: Influxd, tmp_path: Path) -> None:
     secured, log = broker
     root = secured.root
-    influx = InfluxClient(InfluxSettings(url=influxd.url, db=f"db-{root}"))
-    influx.create_database()
     info = DeviceInfo(device_id="tasmota-a1", domain=Domain.HOME, name="Ổ cắm gian A1",
                       ward="sai-gon", site="tasmota-a1", lat=10.77, lon=106.70,
                       source=Source.LIVE, metrics=("power_w",), format="tasmota")
+    with fresh_database(influxd.url, f"db-{root}") as influx:
+        bodies, stored = refused_twice(secured, log, info, influx, tmp_path)
+    use = f"{root}/dev/{info.device_id}/tele/{info.device_id}/SENSOR"
+    assert [(b["reason"], b["reason_code"], b["topic"]) for b in bodies] == [
+        (Reason.BROKER_REFUSED, 0x87, "tele/booth/SENSOR"),
+        (Reason.BROKER_REFUSED, 0x87, f"{root}/home/{info.device_id}/data")]
+    assert all(use in b["errors"][0]["message"] for b in bodies)
+    # ... and stored, for the device page
+    assert sorted(r["topic"] for r in stored) == sorted(b["topic"] for b in bodies)
+    assert all(use in r["problems"] for r in stored)
+
+
+def refused_twice(secured: SecuredBroker, log: Path, info: DeviceInfo, influx: InfluxClient,
+                  tmp_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The device publishes where its account may not; the reports it got and what was
+    stored."""
+    root = secured.root
     settings = ingest_settings(secured.settings("ingest"), influx.settings, tmp_path,
                                broker_log=log)
     service = IngestService(settings, load_city().registry())
@@ -115,16 +130,6 @@ def test_a_publish_the_broker_refused_reaches_the_device_and_its_page(
                                timeout=10, what="two reports within seconds")
     finally:
         service.stop()
-    bodies = [orjson.loads(r.payload) for r in reports]
-    assert [(b["reason"], b["reason_code"], b["topic"]) for b in bodies] == [
-        (Reason.BROKER_REFUSED, 0x87, "tele/booth/SENSOR"),
-        (Reason.BROKER_REFUSED, 0x87, f"{root}/home/{info.device_id}/data")]
-    use = f"{root}/dev/{info.device_id}/tele/{info.device_id}/SENSOR"
-    assert all(use in b["errors"][0]["message"] for b in bodies)
-    # ... and stored, for the device page
     stored = [r for s in influx.query('SELECT "topic", "problems" FROM "device_rejections"')
               for r in s.rows()]
-    assert sorted(r["topic"] for r in stored) == sorted(b["topic"] for b in bodies)
-    assert all(use in r["problems"] for r in stored)
-    influx.query(f'DROP DATABASE "{influx.settings.db}"', post=True)
-    influx.close()
+    return [orjson.loads(r.payload) for r in reports], stored

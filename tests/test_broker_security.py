@@ -55,7 +55,7 @@ from smartcity.servers import (
     free_port,
     tcp_answers,
 )
-from smartcity.settings import InfluxSettings, MqttSettings, SimulatorSettings
+from smartcity.settings import MqttSettings, SimulatorSettings
 from smartcity.topics import (
     profile_filter,
     status_filter,
@@ -65,7 +65,7 @@ from smartcity.topics import (
     value_filter,
     value_topic,
 )
-from tests.ingest_helpers import flood, ingest_settings
+from tests.ingest_helpers import flood, fresh_database, ingest_settings
 from tests.mqtt import wait_for
 from tests.secured_broker import NOT_AUTHORIZED, SecuredBroker, Session, start_secured
 
@@ -605,11 +605,8 @@ def test_service_accounts_cannot_publish_beyond_their_service(secured: SecuredBr
 
 @pytest.fixture
 def influx_db(influxd: Influxd, secured: SecuredBroker) -> Iterator[InfluxClient]:
-    client = InfluxClient(InfluxSettings(url=influxd.url, db=f"db-{secured.root}"))
-    client.create_database()
-    yield client
-    client.query(f'DROP DATABASE "{client.settings.db}"', post=True)
-    client.close()
+    with fresh_database(influxd.url, f"db-{secured.root}") as client:
+        yield client
 
 
 @pytest.mark.servers

@@ -15,15 +15,14 @@ import pytest
 
 from ingest.service import IngestService
 from smartcity.city import load_city
-from smartcity.dynsec import DynSecAdmin
+from smartcity.dynsec import DeviceCredentials, DynSecAdmin
 from smartcity.formats.profile import CustomMapping
 from smartcity.influx import InfluxClient
 from smartcity.models import Source
 from smartcity.registry import DeviceInfo
 from smartcity.servers import Influxd
-from smartcity.settings import InfluxSettings
 from smartcity.topics import Domain, native_prefix, profile_topic
-from tests.ingest_helpers import ingest_settings
+from tests.ingest_helpers import fresh_database, ingest_settings
 from tests.mqtt import wait_for
 from tests.secured_broker import SecuredBroker, start_secured
 
@@ -150,11 +149,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]
 
 @pytest.fixture(scope="module")
 def influx_db(influxd: Influxd, secured: SecuredBroker) -> Iterator[InfluxClient]:
-    client = InfluxClient(InfluxSettings(url=influxd.url, db=f"db-{secured.root}"))
-    client.create_database()
-    yield client
-    client.query(f'DROP DATABASE "{client.settings.db}"', post=True)
-    client.close()
+    with fresh_database(influxd.url, f"db-{secured.root}") as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -177,16 +173,23 @@ def device(fmt: str, domain: Domain, *metrics: str,
                       metrics=metrics, format=fmt, mapping=mapping)
 
 
-def publish_as_device(secured: SecuredBroker, ingest: IngestService, info: DeviceInfo,
-                      samples: list[tuple[str, bytes]]) -> None:
-    """Register the device as the api does (its account, its retained profile), then publish
-    the samples with its account on its own topics, each acknowledged by the broker."""
+def register(secured: SecuredBroker, ingest: IngestService,
+             info: DeviceInfo) -> DeviceCredentials:
+    """As the api does: the device's account, and its retained profile, taken by ingest."""
     with DynSecAdmin(secured.settings("api")) as admin:
         credentials = admin.add_device(info.device_id, info.domain)
     with secured.session("api") as api:
         assert api.publish(str(profile_topic(info.device_id, secured.root)),
                            info.model_dump_json().encode(), retain=True) == 0
     wait_for(lambda: ingest.registry.get(info.device_id) == info, what="the profile applied")
+    return credentials
+
+
+def publish_as_device(secured: SecuredBroker, ingest: IngestService, info: DeviceInfo,
+                      samples: list[tuple[str, bytes]]) -> None:
+    """Register the device, then publish the samples with its account on its own topics, each
+    acknowledged by the broker."""
+    credentials = register(secured, ingest, info)
     prefix = native_prefix(info.device_id, secured.root)
     with secured.session(credentials.username, credentials.password) as dev:
         for sub, payload in samples:
@@ -227,41 +230,27 @@ def test_tasmota_sensor_messages_are_stored(secured: SecuredBroker, ingest: Inge
     assert [points[t] for t in sorted(points)] == approx(TASMOTA_STORED[:3])
 
 
-def test_shelly_status_and_notifications_are_stored(secured: SecuredBroker,
-                                                    ingest: IngestService,
-                                                    influx_db: InfluxClient) -> None:
-    info = device("shelly", Domain.WEATHER, "temperature_c", "humidity_pct", "battery_pct")
+@pytest.mark.parametrize(("fmt", "domain", "samples", "stored_at", "on_arrival"), [
+    ("shelly", Domain.WEATHER, SHELLY, SHELLY_STORED_AT, SHELLY_ON_ARRIVAL),
+    ("zigbee2mqtt", Domain.WEATHER, Z2M, Z2M_STORED_AT, Z2M_ON_ARRIVAL),
+    ("esphome", Domain.HOME, ESPHOME, {}, ESPHOME_ON_ARRIVAL),
+])
+def test_a_vendors_messages_are_stored_at_their_time_or_on_arrival(
+        secured: SecuredBroker, ingest: IngestService, influx_db: InfluxClient, fmt: str,
+        domain: Domain, samples: list[tuple[str, bytes]],
+        stored_at: dict[int, dict[str, float]], on_arrival: list[dict[str, float]]) -> None:
+    """Shelly's status and notification forms, zigbee2mqtt's flat and nested messages,
+    ESPHome's state topics; the messages that hold no readings are neither stored nor
+    refused."""
+    metrics = sorted({m for p in [*stored_at.values(), *on_arrival] for m in p})
+    info = device(fmt, domain, *metrics)
     before = ingest.stats.rejected
-    publish_as_device(secured, ingest, info, SHELLY)
-    points = stored(influx_db, info, len(SHELLY_STORED_AT) + len(SHELLY_ON_ARRIVAL))
+    publish_as_device(secured, ingest, info, samples)
+    points = stored(influx_db, info, len(stored_at) + len(on_arrival))
     assert ingest.stats.rejected == before
-    for t, metrics in SHELLY_STORED_AT.items():
-        assert points.pop(t) == approx([metrics])[0]
-    assert [points[t] for t in sorted(points)] == approx(SHELLY_ON_ARRIVAL)
-
-
-def test_zigbee2mqtt_flat_and_nested_messages_are_stored(secured: SecuredBroker,
-                                                         ingest: IngestService,
-                                                         influx_db: InfluxClient) -> None:
-    info = device("zigbee2mqtt", Domain.WEATHER, "temperature_c", "humidity_pct",
-                  "battery_pct")
-    before = ingest.stats.rejected
-    publish_as_device(secured, ingest, info, Z2M)
-    points = stored(influx_db, info, len(Z2M_STORED_AT) + len(Z2M_ON_ARRIVAL))
-    assert ingest.stats.rejected == before
-    for t, metrics in Z2M_STORED_AT.items():
-        assert points.pop(t) == approx([metrics])[0]
-    assert list(points.values()) == approx(Z2M_ON_ARRIVAL)
-
-
-def test_esphome_state_topics_are_stored(secured: SecuredBroker, ingest: IngestService,
-                                         influx_db: InfluxClient) -> None:
-    info = device("esphome", Domain.HOME, "temperature_c", "humidity_pct")
-    before = ingest.stats.rejected
-    publish_as_device(secured, ingest, info, ESPHOME)
-    points = stored(influx_db, info, len(ESPHOME_ON_ARRIVAL))
-    assert ingest.stats.rejected == before
-    assert [points[t] for t in sorted(points)] == approx(ESPHOME_ON_ARRIVAL)
+    for t, expected in stored_at.items():
+        assert points.pop(t) == approx([expected])[0]
+    assert [points[t] for t in sorted(points)] == approx(on_arrival)
 
 
 def test_a_custom_mapping_converts_units_and_reads_its_time(secured: SecuredBroker,
@@ -277,12 +266,7 @@ def test_a_wrong_sub_topic_is_refused_with_the_topic_to_use(
         secured: SecuredBroker, ingest: IngestService, influx_db: InfluxClient) -> None:
     info = device("tasmota", Domain.HOME, "temperature_c")
     errors = f"{secured.root}/devices/{info.device_id}/errors"
-    with DynSecAdmin(secured.settings("api")) as admin:
-        credentials = admin.add_device(info.device_id, info.domain)
-    with secured.session("api") as api:
-        api.publish(str(profile_topic(info.device_id, secured.root)),
-                    info.model_dump_json().encode(), retain=True)
-    wait_for(lambda: ingest.registry.get(info.device_id) == info, what="the profile applied")
+    credentials = register(secured, ingest, info)
     prefix = native_prefix(info.device_id, secured.root)
     with secured.session(credentials.username, credentials.password) as dev:
         assert dev.subscribe(errors) == [1]

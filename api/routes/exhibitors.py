@@ -18,6 +18,7 @@ from api.deps import AdminDep, DeviceDep, NowDep, ServicesDep, invalid
 from api.registration import Device, DeviceRequest, RegistrationProblem, build_device, device_out
 from api.routes.devices import ADMIN, ONE, publish_profile
 from api.schemas import Location
+from api.static import serve_file
 from api.status import NotPublished
 from smartcity.codec import problems_of
 from smartcity.errors import ContractError, FieldProblem, reason_code
@@ -32,8 +33,6 @@ router = APIRouter(tags=["devices"])
 page = APIRouter(include_in_schema=False)
 
 DESK_DIR = Path(str(resources.files("api") / "desk"))
-MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
-               ".js": "text/javascript; charset=utf-8"}
 MAX_SAMPLE_BYTES = 65536
 
 
@@ -48,12 +47,7 @@ def desk_file(name: str) -> FileResponse:
 
 
 def _file(name: str) -> FileResponse:
-    path = (DESK_DIR / name).resolve()
-    media_type = MEDIA_TYPES.get(path.suffix)
-    if media_type is None or not path.is_relative_to(DESK_DIR.resolve()) or \
-            not path.is_file():
-        raise HTTPException(404, f"the desk has no file {name!r}")
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})
+    return serve_file(DESK_DIR, name, "the desk")
 
 
 class FormatOut(BaseModel):
