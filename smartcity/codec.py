@@ -66,8 +66,9 @@ def problems_of(error: ValidationError, metrics: Sequence[str] = ()) -> list[Fie
         field = ".".join(str(p) for p in e["loc"]) or "payload"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = ("is not a known field (metrics carry their unit: "
-                   f"{', '.join(metrics) or 'water_level_cm'})")
+            msg = "is not a known field"
+            if metrics:
+                msg += f" (metrics carry their unit: {', '.join(metrics)})"
         elif e["type"] == "missing":
             msg = "is required"
         out.append(FieldProblem(field, msg))

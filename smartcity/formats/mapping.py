@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -22,7 +21,7 @@ from smartcity.codec import Reading
 from smartcity.errors import FieldProblem, InvalidPayload, Reason
 from smartcity.formats import CUSTOM, catalogue
 from smartcity.formats.profile import FieldMap, Rule, TimeField
-from smartcity.formats.units import conversion, own_unit, units_of
+from smartcity.formats.units import conversion
 from smartcity.models import METRIC_BOUNDS, TS_MAX_MS, TS_MIN_MS, Source
 from smartcity.registry import DeviceInfo
 from smartcity.topics import TopicFilter, native_prefix
@@ -302,7 +301,3 @@ def _number(rule: Rule, device: DeviceInfo, sub: str, payload: bytes, now_ms: in
     return Mapped([Reading(device.domain, device.device_id, now_ms, None, Source.LIVE,
                            {metric: value})])
 
-
-def describe_units(metrics: Sequence[str]) -> dict[str, list[str]]:
-    """Each metric's accepted units, its own first (for the desk's custom mapping form)."""
-    return {m: [own_unit(m), *units_of(m)[1:]] for m in metrics}

@@ -50,10 +50,6 @@ UNITS: dict[str, dict[str, Linear]] = {
 }
 
 
-def own_unit(metric: str) -> str:
-    return next(iter(UNITS[metric]))
-
-
 def conversion(metric: str, unit: str | None) -> Linear | None:
     """The conversion from ``unit`` to the metric's own; None if the metric never comes in
     that unit. No unit means the metric's own."""
