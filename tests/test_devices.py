@@ -332,3 +332,26 @@ def test_a_format_change_applies_to_the_next_message(exhibit: Exhibit) -> None:
                                                         b' "linkquality": 99}') == 0
     exhibit.wait_latest(device_id, "temperature_c", 31.5)
     assert exhibit.latest(device_id)["humidity_pct"] == 60.0
+
+
+def test_the_command_line_registers_a_custom_mapping_from_a_file(exhibit: Exhibit,
+                                                                 tmp_path: Path) -> None:
+    mapping = tmp_path / "mapping.json"
+    mapping.write_bytes(orjson.dumps({
+        "topic": "data", "metrics": [{"metric": "temperature_c", "pointer": "/env/t_f",
+                                      "unit": "°F"}]}))
+    added = run_cli(exhibit, "--json", "add", "--name", "Trạm đo tự chế", "--domain",
+                    "weather", "--lat", "10.78", "--lon", "106.70", "--metric", "temperature_c",
+                    "--format", "custom", "--mapping", str(mapping))
+    assert added.returncode == 0, added.stderr
+    answer = orjson.loads(added.stdout)
+    device_id = answer["device"]["device_id"]
+    assert answer["settings"]["publishes_on"] == [f"{exhibit.root}/dev/{device_id}/data"]
+    with exhibit.connect(answer) as device:
+        assert device.publish(f"{exhibit.root}/dev/{device_id}/data",
+                              b'{"env": {"t_f": 86.0}}') == 0
+    exhibit.wait_latest(device_id, "temperature_c", 30.0)
+    missing = run_cli(exhibit, "add", "--name", "x", "--domain", "weather", "--lat", "10.78",
+                      "--lon", "106.70", "--metric", "temperature_c", "--format", "custom",
+                      "--mapping", str(tmp_path / "nowhere.json"))
+    assert missing.returncode == 2 and "nowhere.json" in missing.stderr
