@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from api.device_settings import DeviceSettings
 from api.schemas import Location, SensorStatus, Timestamp
+from smartcity.errors import Reason
 from smartcity.formats import CUSTOM, format_names, is_native
 from smartcity.formats.mapping import topics_to_use
 from smartcity.formats.profile import CustomMapping
@@ -297,8 +298,8 @@ def example_of(d: DeviceInfo, root: str, now_ms: int,
 
 
 def hints(report_seen: str | None, rejected: int, last_rejected_at: str | None,
-          status: SensorStatus, device: DeviceInfo | None = None, root: str = "city"
-          ) -> list[str]:
+          status: SensorStatus, device: DeviceInfo | None = None, root: str = "city",
+          last: Rejected | None = None) -> list[str]:
     """Plain-words next steps for an exhibitor, from what the exhibit has seen of the device."""
     out = []
     if report_seen is None and rejected == 0:
@@ -314,6 +315,9 @@ def hints(report_seen: str | None, rejected: int, last_rejected_at: str | None,
     if rejected and (report_seen is None or (last_rejected_at or "") > report_seen):
         out.append("Its latest messages were rejected: see last_rejected for the reason, or "
                    "subscribe to the errors topic to see each one as it happens.")
+        if last is not None and last.reason in (Reason.BROKER_REFUSED, Reason.NATIVE_TOPIC):
+            out.append(f"It published on {last.topic}, a topic it may not use: "
+                       f"{last.problems.removeprefix('topic: ')}")
     if status is SensorStatus.OFFLINE:
         out.append("The device said it is offline (its status or last will).")
     if not out:

@@ -148,6 +148,10 @@ def test_staff_register_preview_watch_rotate_and_remove_in_a_real_browser(
     expect(refused).to_contain_text("publish refused by the broker")
     expect(refused).to_contain_text("tele/booth/SENSOR")
     expect(refused).to_contain_text(f"{prefix}/tele/{device_id}/SENSOR")
+    # the device page's facts, with hints naming its topic and metrics
+    expect(page.locator("#report-hints")).to_contain_text(
+        "This device stores temperature_c, humidity_pct")
+    expect(page.locator("#report-facts")).to_contain_text("refused")
     # registration state is not something the device sent
     expect(watch).not_to_contain_text(f"{exhibit.root}/devices/{device_id}/profile")
     shot(page, "watching")
@@ -155,6 +159,8 @@ def test_staff_register_preview_watch_rotate_and_remove_in_a_real_browser(
     report = exhibit.device(device_id)
     assert report["last_rejected"][0]["topic"] == "tele/booth/SENSOR"
     assert f"{prefix}/tele/{device_id}/SENSOR" in report["last_rejected"][0]["problems"]
+    assert any(h.startswith("It published on tele/booth/SENSOR, a topic it may not use") and
+               f"{prefix}/tele/{device_id}/SENSOR" in h for h in report["hints"]), report["hints"]
 
     # rotate: new settings with a new password; the old one no longer logs in
     page.locator(f"#device-{device_id} button", has_text="Rotate").click()

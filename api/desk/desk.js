@@ -245,16 +245,26 @@ function stopWatching() {
 
 function startWatching(d) {
   stopWatching();
-  watching = { id: d.device_id, after: 0, timer: null };
+  watching = { id: d.device_id, after: 0, timer: null, polls: 0 };
   $("#watch-name").textContent = `${d.name} (${d.device_id})`;
   $("#watch").replaceChildren();
   $("#watch-card").hidden = false;
   poll();
 }
 
+async function report(current) {
+  // The device page's own facts, as GET /api/v1/devices/{id} gives them to anyone.
+  const r = await call("GET", `/api/v1/devices/${encodeURIComponent(current.id)}`);
+  if (watching !== current) return;
+  $("#report-facts").textContent = `${r.status}; last seen ${r.last_seen || "never"}; `
+    + `${r.messages.stored} stored, ${r.messages.rejected} refused`;
+  $("#report-hints").replaceChildren(...r.hints.map((h) => el("li", { textContent: h })));
+}
+
 async function poll() {
   const current = watching;
   if (!current) return;
+  if (current.polls++ % 5 === 0) report(current).catch(() => {});
   try {
     const got = await call("GET",
       `/api/v1/devices/${encodeURIComponent(current.id)}/watch?after=${current.after}`);

@@ -140,7 +140,8 @@ async def get_device_report(device: DeviceDep, services: ServicesDep,
         last_rejected=facts.last_rejected,
         topics=registration.topics_of(device, services.settings.mqtt.root),
         hints=registration.hints(last_seen, facts.rejected, last_rejected_at, status, device,
-                                 services.settings.mqtt.root))
+                                 services.settings.mqtt.root,
+                                 facts.last_rejected[0] if facts.last_rejected else None))
 
 
 @router.post("/{device_id}/rotate", summary="New credentials for a device (admin); a connected "
