@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.brokerlog import BrokerLog, BrokerLogWatcher, Refused
 from ingest.service import IngestService
@@ -91,21 +93,22 @@ def test_a_publish_the_broker_refused_reaches_the_device_and_its_page(
                       ward="sai-gon", site="tasmota-a1", lat=10.77, lon=106.70,
                       source=Source.LIVE, metrics=("power_w",), format="tasmota")
     with fresh_database(influxd.url, f"db-{root}") as influx:
-        bodies, stored = refused_twice(secured, log, info, influx, tmp_path)
+        bodies, stored = refused_thrice(secured, log, info, influx, tmp_path)
     use = f"{root}/dev/{info.device_id}/tele/{info.device_id}/SENSOR"
     assert [(b["reason"], b["reason_code"], b["topic"]) for b in bodies] == [
         (Reason.BROKER_REFUSED, 0x87, "tele/booth/SENSOR"),
-        (Reason.BROKER_REFUSED, 0x87, f"{root}/home/{info.device_id}/data")]
+        (Reason.BROKER_REFUSED, 0x87, f"{root}/home/{info.device_id}/data"),
+        (Reason.BROKER_REFUSED, 0x87, "tasmota_A1B2C3/SENSOR")]
     assert all(use in b["errors"][0]["message"] for b in bodies)
     # ... and stored, for the device page
     assert sorted(r["topic"] for r in stored) == sorted(b["topic"] for b in bodies)
     assert all(use in r["problems"] for r in stored)
 
 
-def refused_twice(secured: SecuredBroker, log: Path, info: DeviceInfo, influx: InfluxClient,
-                  tmp_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The device publishes where its account may not; the reports it got and what was
-    stored."""
+def refused_thrice(secured: SecuredBroker, log: Path, info: DeviceInfo, influx: InfluxClient,
+                   tmp_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The device publishes where its account may not, twice under MQTT 5 and once under
+    3.1.1 (which answers nothing); the reports it got and what was stored."""
     root = secured.root
     settings = ingest_settings(secured.settings("ingest"), influx.settings, tmp_path,
                                broker_log=log)
@@ -126,8 +129,18 @@ def refused_twice(secured: SecuredBroker, log: Path, info: DeviceInfo, influx: I
             assert device.publish("tele/booth/SENSOR", b'{"ENERGY": {"Power": 5}}') == \
                 NOT_AUTHORIZED
             assert device.publish(f"{root}/home/{info.device_id}/data", b"{}") == NOT_AUTHORIZED
-            reports = wait_for(lambda: len(device.on(errors)) == 2 and device.on(errors),
-                               timeout=10, what="two reports within seconds")
+            wait_for(lambda: len(device.on(errors)) == 2, timeout=10,
+                     what="two reports within seconds")
+            old = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311,
+                              client_id="tasmota_A1B2C3")
+            old.username_pw_set(credentials.username, credentials.password)
+            old.connect("127.0.0.1", secured.port)
+            old.loop_start()
+            old.publish("tasmota_A1B2C3/SENSOR", b"{}", qos=1).wait_for_publish(10)
+            old.disconnect()
+            old.loop_stop()
+            reports = wait_for(lambda: len(device.on(errors)) == 3 and device.on(errors),
+                               timeout=10, what="the 3.1.1 device's report")
     finally:
         service.stop()
     stored = [r for s in influx.query('SELECT "topic", "problems" FROM "device_rejections"')
