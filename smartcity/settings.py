@@ -127,7 +127,8 @@ class IngestSettings(CommonSettings):
                                     alias="SMARTCITY_INGEST_STATS_INTERVAL_S")
     broker_log: Path | None = Field(default=None, alias="SMARTCITY_INGEST_BROKER_LOG",
                                     description="the broker's log file (log_type debug), read "
-                                                "for publishes it refused to a device")
+                                                "for publishes it refused to a device; set it "
+                                                "for one ingest worker only")
 
     model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
                                       populate_by_name=True)
