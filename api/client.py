@@ -5,15 +5,24 @@ the api (the same endpoints as ``/api/v1/devices``, with the admin token).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+from pydantic import Field, SecretStr
+
+from smartcity.settings import Settings
 
 DEFAULT_API = "http://127.0.0.1:8000"
+
+
+class ClientSettings(Settings):
+    """What ``smartcity devices`` reads: where the api is and the admin token."""
+
+    api_url: str = Field(default=DEFAULT_API, alias="SMARTCITY_API_URL")
+    admin_token: SecretStr | None = Field(default=None, alias="SMARTCITY_ADMIN_TOKEN")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,17 +51,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         actions.add_parser(name, help=text).add_argument("device_id")
 
 
-def _token() -> dict[str, str]:
-    token = os.environ.get("SMARTCITY_ADMIN_TOKEN", "")
+def _token(settings: ClientSettings) -> dict[str, str]:
+    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def _base(args: argparse.Namespace) -> str:
-    return str(args.api or os.environ.get("SMARTCITY_API_URL") or DEFAULT_API).rstrip("/")
+def _base(args: argparse.Namespace, settings: ClientSettings) -> str:
+    return str(args.api or settings.api_url or DEFAULT_API).rstrip("/")
 
 
-def _call(args: argparse.Namespace) -> httpx.Response:
-    with httpx.Client(base_url=_base(args), headers=_token(), timeout=15.0) as http:
+def _call(args: argparse.Namespace, settings: ClientSettings) -> httpx.Response:
+    with httpx.Client(base_url=_base(args, settings), headers=_token(settings),
+                      timeout=15.0) as http:
         if args.action == "add":
             body = {"name": args.name, "name_en": args.name_en, "domain": args.domain,
                     "location": {"lat": args.lat, "lon": args.lon}, "metrics": args.metrics,
@@ -119,17 +129,19 @@ def _print(args: argparse.Namespace, data: Any) -> None:
         print(f"removed {args.device_id}; its account is revoked")
 
 
-def devices_main(args: argparse.Namespace) -> int:
-    """0 on success; 1 when the api refused (its reason printed); 3 when it is unreachable."""
+def devices_main(args: argparse.Namespace, settings: ClientSettings | None = None) -> int:
+    """0 on success; 1 when the api refused (its reason printed); 2 when the mapping file
+    cannot be read; 3 when the api is unreachable."""
+    settings = settings or ClientSettings()
     try:
-        response = _call(args)
+        response = _call(args, settings)
     except OSError as e:  # the mapping file
         print(f"smartcity devices: {e}", file=sys.stderr)
         return 2
     except httpx.HTTPError as e:
-        print(f"smartcity devices: cannot reach the api at {_base(args)} ({e}); start it with "
-              "`smartcity up`, or say where it runs with --api URL or SMARTCITY_API_URL=URL",
-              file=sys.stderr)
+        print(f"smartcity devices: cannot reach the api at {_base(args, settings)} ({e}); "
+              "start it with `smartcity up`, or say where it runs with --api URL or "
+              "SMARTCITY_API_URL=URL", file=sys.stderr)
         return 3
     if response.status_code >= 400:
         print(f"smartcity devices {args.action}: {response.status_code}: {_problem(response)}",

@@ -12,25 +12,12 @@ from typing import Any
 
 import orjson
 import segno
-from pydantic import BaseModel, ConfigDict, Field
 
+from api.models.devices import DeviceSettings
 from smartcity.formats import CONTRACT_FORMATS, CUSTOM, catalogue
 from smartcity.formats.mapping import topics_to_use
 from smartcity.registry import DeviceInfo
 from smartcity.topics import native_prefix
-
-
-class DeviceSettings(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    format: str
-    title: str
-    where: str = Field(description="where on the device the text goes")
-    kind: str = Field(description="console, json, yaml or text")
-    text: str = Field(description="paste this; it holds the password when one was issued")
-    publishes_on: list[str] = Field(description="the topics the device will publish on")
-    prefix: str | None = Field(description="the device's own prefix (vendor formats)")
-    qr_svg: str = Field(description="the text as a QR code, an SVG image")
 
 
 def _escaped(kind: str, value: str) -> str:

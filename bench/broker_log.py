@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from bench.mqttwire import DISCONNECT, connect_packet, publish_packet, utf8, varint
-from smartcity.servers import Mosquitto, start_with_retry
+from launcher.servers import Mosquitto, start_with_retry
 
 PAYLOAD = b'{"ts":1795316645123,"seq":1,"water_level_cm":12.5,"battery_pct":92.0}'
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from smartcity.dynsec import DEVICE_USER_PREFIX
+from broker.dynsec import DEVICE_USER_PREFIX
 from smartcity.errors import FieldProblem
 from smartcity.formats import is_native
 from smartcity.formats.mapping import topics_to_use

@@ -13,16 +13,16 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from broker.dynsec import DynSecAdmin
 from ingest.brokerlog import BrokerLog, BrokerLogWatcher, Refused
 from ingest.service import IngestService
+from launcher.servers import Influxd
 from smartcity.city import load_city
-from smartcity.dynsec import DynSecAdmin
 from smartcity.errors import Reason
-from smartcity.influx import InfluxClient
 from smartcity.models import Source
 from smartcity.registry import DeviceInfo
-from smartcity.servers import Influxd
 from smartcity.topics import Domain, profile_topic
+from storage.influx import InfluxClient
 from tests.ingest_helpers import fresh_database, ingest_settings
 from tests.mqtt import wait_for
 from tests.secured_broker import NOT_AUTHORIZED, SecuredBroker, start_secured

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from smartcity.servers import Influxd
+from launcher.servers import Influxd
 from tests.exhibit import Exhibit, running_exhibit
 from tests.test_board import CHROMIUM, CHROMIUM_ARGS
 

@@ -13,15 +13,15 @@ from typing import Any
 import orjson
 import pytest
 
+from broker.dynsec import DeviceCredentials, DynSecAdmin
 from ingest.service import IngestService
+from launcher.servers import Influxd
 from smartcity.city import load_city
-from smartcity.dynsec import DeviceCredentials, DynSecAdmin
 from smartcity.formats.profile import CustomMapping
-from smartcity.influx import InfluxClient
 from smartcity.models import Source
 from smartcity.registry import DeviceInfo
-from smartcity.servers import Influxd
 from smartcity.topics import Domain, native_prefix, profile_topic
+from storage.influx import InfluxClient
 from tests.ingest_helpers import fresh_database, ingest_settings
 from tests.mqtt import wait_for
 from tests.secured_broker import SecuredBroker, start_secured

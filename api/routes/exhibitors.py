@@ -12,19 +12,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from api.deps import AdminDep, DeviceDep, NowDep, ServicesDep, invalid
-from api.registration import Device, DeviceRequest, RegistrationProblem, build_device, device_out
+from api.link import NotPublished
+from api.models.devices import Device, DeviceRequest
+from api.models.formats import FormatChange, FormatOut, PreviewRequest
+from api.models.sensors import Location
+from api.registration import RegistrationProblem, build_device, device_out
 from api.routes.devices import ADMIN, ONE, publish_profile
-from api.schemas import Location
 from api.static import serve_file
-from api.status import NotPublished
 from smartcity.codec import problems_of
 from smartcity.errors import ContractError, FieldProblem, reason_code
 from smartcity.formats import CONTRACT_FORMATS, CUSTOM, catalogue, is_native
 from smartcity.formats.decoding import preview as preview_message
-from smartcity.formats.profile import CustomMapping
 from smartcity.formats.units import UNITS
 from smartcity.models import TELEMETRY_MODELS, Source, format_ts
 from smartcity.topics import native_prefix, telemetry_topic
@@ -33,7 +34,6 @@ router = APIRouter(tags=["devices"])
 page = APIRouter(include_in_schema=False)
 
 DESK_DIR = Path(str(resources.files("api") / "desk"))
-MAX_SAMPLE_BYTES = 65536
 
 
 @page.get("/exhibitors")
@@ -48,17 +48,6 @@ def desk_file(name: str) -> FileResponse:
 
 def _file(name: str) -> FileResponse:
     return serve_file(DESK_DIR, name, "the desk")
-
-
-class FormatOut(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    title: str
-    summary: str
-    native: bool = Field(description="publishes under the device's own prefix")
-    publishes: list[str]
-    docs: str | None
 
 
 @router.get("/api/v1/formats", summary="The formats a device can be registered with, and the "
@@ -80,17 +69,6 @@ async def formats() -> dict[str, Any]:
             responses=ADMIN)
 async def session(services: ServicesDep, _: AdminDep) -> dict[str, str]:
     return {"broker": services.settings.device_broker, "root": services.settings.mqtt.root}
-
-
-class PreviewRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    device: DeviceRequest
-    topic: str = Field(default="", max_length=512, description="the topic under the device's "
-                       "prefix (tele/booth/SENSOR) for vendor formats; for ours, '' (the "
-                       "telemetry topic) or a metric name (its single-value topic)")
-    payload: str = Field(max_length=MAX_SAMPLE_BYTES, description="the sample, as the device "
-                                                                  "sends it")
 
 
 @router.post("/api/v1/formats/preview", summary="What the exhibit would store from a sample "
@@ -121,15 +99,6 @@ async def preview(services: ServicesDep, _: AdminDep, now: NowDep,
     return {"topic": topic, "notes": mapped.notes, "refused": None,
             "readings": [{"time": format_ts(r.ts_ms), "metrics": r.metrics}
                          for r in mapped.readings]}
-
-
-class FormatChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    format: str = Field(description="the new format (GET /api/v1/formats)")
-    mapping: CustomMapping | None = Field(default=None, description="for the custom format")
-    metrics: list[str] | None = Field(default=None, min_length=1, max_length=16,
-                                      description="the metrics it sends; default: as before")
 
 
 @router.put("/api/v1/devices/{device_id}/format", summary="Change how a device speaks (admin); "
