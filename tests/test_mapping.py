@@ -17,6 +17,7 @@ from smartcity.formats.decoding import decode_device_message
 from smartcity.formats.mapping import Mapped, map_message, resolve
 from smartcity.formats.profile import CustomMapping
 from smartcity.formats.units import UNITS, conversion
+from smartcity.metrics import CATALOGUE
 from smartcity.models import METRIC_BOUNDS, Source
 from smartcity.registry import DeviceInfo, Registry
 from smartcity.topics import Domain
@@ -44,7 +45,10 @@ def test_the_built_in_profiles_are_the_four_vendors_and_every_metric_is_real() -
     assert set(catalogue()) == {"tasmota", "shelly", "zigbee2mqtt", "esphome"}
     assert format_names()[:3] == ["json", "senml", "value"] and format_names()[-1] == "custom"
     metrics = {m for b in METRIC_BOUNDS.values() for m in b}
-    assert set(UNITS) == metrics
+    assert set(UNITS) == metrics == set(CATALOGUE)
+    # each metric's own unit, the first a device may send it in, is the catalogue's
+    assert {m: next(iter(u)) for m, u in UNITS.items()} == {
+        m: c.unit for m, c in CATALOGUE.items()}
     for profile in catalogue().values():
         for rule in profile.rules:
             named = [f.metric for f in rule.fields] + \

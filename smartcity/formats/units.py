@@ -29,7 +29,7 @@ _LENGTH_CM = {"cm": 1, "m": 100, "mm": 0.1, "in": 2.54, "ft": 30.48}
 _SPEED_KMH = {"km/h": 1, "kmh": 1, "m/s": 3.6, "mph": 1.609344, "kn": 1.852, "kt": 1.852}
 
 # metric -> {unit spelling: conversion to the metric's unit}; the first entry is the unit
-# the metric is named for.
+# the metric is named for, as the metric catalogue (smartcity.metrics) writes it.
 UNITS: dict[str, dict[str, Linear]] = {
     "temperature_c": {**{u: Linear(1) for u in _CELSIUS},
                       **{u: _FAHRENHEIT for u in ("°F", "F", "degF", "fahrenheit")},
