@@ -17,6 +17,7 @@ from api.accounts import AnonymousBroker, DeviceAccounts
 from api.link import MqttLink
 from api.live import LiveHub
 from api.replaying import ReplaySlot
+from api.watch import DeviceWatch
 from smartcity.errors import ContractError
 from smartcity.ids import ID_PATTERN, check_id
 from smartcity.registry import DeviceInfo, Registry
@@ -38,6 +39,7 @@ class Services:
     accounts: DeviceAccounts = field(default_factory=AnonymousBroker)
     wards: tuple[str, ...] = ()
     live: LiveHub | None = None
+    watch: DeviceWatch | None = None
 
 
 def get_services(request: Request) -> Services:

@@ -24,6 +24,7 @@ from api.routes import (
     alerts,
     board,
     city,
+    exhibitors,
     health,
     metrics,
     rehearsals,
@@ -33,6 +34,7 @@ from api.routes import (
 )
 from api.routes import devices as device_routes
 from api.routes import live as live_routes
+from api.watch import DeviceWatch
 from smartcity import logs
 from smartcity.city import load_city
 from smartcity.registry import Registry
@@ -124,6 +126,8 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         link = MqttLink(settings.mqtt)
         hub = LiveHub(settings.live, devices, link)  # on the link's connection: one, not two
+        watch = DeviceWatch(devices, settings.mqtt.root)
+        link.follow(watch.filters(), watch.receive)
         link.start()
         await hub.start()
         app.state.live = hub
@@ -133,6 +137,7 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
             services = Services(settings, devices, levels, influx, probe, link,
                                 accounts=device_accounts(settings), wards=wards)
             services.live = hub
+            services.watch = watch
             yield {"services": services}
             await anyio.to_thread.run_sync(services.replays.stop)
         finally:
@@ -154,6 +159,8 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
     app.include_router(live_routes.router)
     app.include_router(board.router)
     app.include_router(device_routes.router)
+    app.include_router(exhibitors.router)
+    app.include_router(exhibitors.page)
     app.include_router(device_routes.contract)
     app.add_exception_handler(InfluxUnavailable, _influx_unavailable)
     app.add_exception_handler(InfluxRejected, _influx_rejected)

@@ -27,6 +27,7 @@ from recorder import RecordingReader
 from rules.feed import readings_of
 from rules.rehearsal import rehearse
 from smartcity.city import load_city
+from smartcity.registry import Registry
 from smartcity.rulefile import load_rules
 
 
@@ -35,12 +36,12 @@ def read_only(path: Path) -> int:
         return sum(1 for _ in reader)
 
 
-def decode_only(path: Path) -> int:
+def decode_only(path: Path, registry: Registry) -> int:
     n = 0
     with RecordingReader(path) as reader:
         root = reader.header.root or "city"
         for r in reader:
-            readings_of(r.topic, r.payload, root, r.arrival_ns // 1_000_000)
+            readings_of(r.topic, r.payload, registry, root, r.arrival_ns // 1_000_000)
             n += 1
     return n
 
@@ -64,7 +65,7 @@ def main() -> int:
             if name == "read":
                 messages = read_only(args.recording)
             elif name == "decode":
-                decode_only(args.recording)
+                decode_only(args.recording, city.registry())
             else:
                 result = rehearse(args.recording, rules, city)
                 events, readings = len(result.steps), result.readings

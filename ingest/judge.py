@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from smartcity.codec import decode_message
 from smartcity.errors import ContractError, FieldProblem, MqttReasonCode, Reason, reason_code
+from smartcity.formats.decoding import decode_device_message
 from smartcity.registry import Registry
 from smartcity.topics import device_id_from_topic
 from storage.lineprotocol import LineFormatter, LineProtocolError
@@ -34,7 +34,9 @@ class Rejection:
 class Accepted:
     device_id: str
     seq: int | None  # None for formats without a message counter (SenML, single values)
-    line: str  # one point per reading, joined by newlines (a SenML pack may hold several)
+    # one point per reading, joined by newlines (a SenML pack may hold several); None for a
+    # message that holds no readings (Tasmota's STATE, a SenML pack of voltages)
+    line: str | None
     points: int = 1
 
 
@@ -54,9 +56,12 @@ class Judge:
         if now_ms is None:
             now_ms = int(time.time() * 1000)
         try:
-            readings = decode_message(topic, payload, self.root, now_ms=now_ms)
+            readings = decode_device_message(topic, payload, self.registry, self.root,
+                                             now_ms=now_ms).readings
         except ContractError as e:
             return self._reject(topic, payload, e.reason, e.problems)
+        if not readings:  # a message of the device's format that holds no readings
+            return Accepted(device_id_from_topic(topic, self.root) or "", None, None, 0)
         first = readings[0]
         device = self.registry.get(first.device_id)
         if device is None:

@@ -21,17 +21,25 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from broker.mqtt import Session, Subscription, new_client, start
+from ingest import brokerlog
+from ingest.brokerlog import BrokerLogWatcher, Refused
 from ingest.judge import Accepted, Judge, Rejection
 from ingest.stats import Stats
 from smartcity import logs
 from smartcity.city import load_city
 from smartcity.codec import dump
-from smartcity.errors import ContractError
+from smartcity.errors import ContractError, Reason
 from smartcity.models import DeviceError, ProblemOut, format_ts
 from smartcity.profiles import Change, apply_profile, decode_profile
 from smartcity.registry import Registry
 from smartcity.settings import IngestSettings
-from smartcity.topics import errors_topic, profile_filter, telemetry_filter, value_filter
+from smartcity.topics import (
+    errors_topic,
+    native_filter,
+    profile_filter,
+    telemetry_filter,
+    value_filter,
+)
 from storage.influx import InfluxClient, InfluxError
 from storage.lineprotocol import LineProtocolError, point_line, rejection_line
 from storage.outbox import Outbox
@@ -101,9 +109,12 @@ class IngestService:
         self._last_rejection_ms: dict[str, int] = {}
         # Profiles are not shared: every ingest worker needs every device.
         self.session = Subscription(settings.mqtt, telemetry_filter(root, group),
-                                    value_filter(root, group), self.profiles)
+                                    value_filter(root, group), native_filter(root, group),
+                                    self.profiles)
         self.subscribed = self.session.subscribed
         self.client = self._make_client()
+        self.broker_log = (BrokerLogWatcher(settings.broker_log, self._broker_refused)
+                           if settings.broker_log else None)
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
@@ -121,11 +132,15 @@ class IngestService:
         self.writer.start()
         start(self.client, s.mqtt, Session(s.session_expiry_s, s.receive_maximum))
         self._stats_thread.start()
+        if self.broker_log is not None:
+            self.broker_log.start()
 
     def stop(self) -> None:
         """Store and acknowledge what has arrived, then leave; the session stays with the broker,
         which keeps queueing for us until we return (or the session expires)."""
         self.session.accepting = False
+        if self.broker_log is not None:
+            self.broker_log.stop()
         self.writer.stop()
         # paho sends queued packets in order, so the acks leave before the DISCONNECT.
         self.client.disconnect()
@@ -219,6 +234,20 @@ class IngestService:
         device = self.judge.registry.get(r.device_id)
         return rejection_line(r.device_id, r.reason, code, r.topic, detail, r.payload,
                               suppressed, ts_ms, device.source if device else None)
+
+    def _broker_refused(self, refused: Refused) -> None:
+        """A publish the broker refused to a device (its log's thread): reported and stored
+        like a message ingest refused itself."""
+        device = self.registry.get(refused.device_id)
+        if device is None:
+            return
+        root = self.settings.mqtt.root
+        rejection = Rejection(refused.topic, refused.device_id, Reason.BROKER_REFUSED,
+                              brokerlog.problems(device, refused, root), b"")
+        line = self._reject(rejection, int(time.time() * 1000))
+        if line is not None:
+            # Nothing to acknowledge (QoS 0): the broker never delivered the message.
+            self.writer.submit(Item(line, 0, 0, self.session.generation, 0))
 
     # -- writer thread -----------------------------------------------------------------------
 

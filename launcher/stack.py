@@ -180,13 +180,18 @@ def main(args: argparse.Namespace) -> int:
         if own_broker:
             if not anonymous:
                 accounts = prepare_broker_accounts(data_dir / BROKER_DIR, common.mqtt.root)
+            # The secured broker's log tells ingest which publishes it refused to devices.
+            events = data_dir / "mosquitto" / "events.log" if accounts else None
             broker = Mosquitto(workdir=data_dir / "mosquitto", port=args.mqtt_port,
-                               dynsec_config=accounts.dynsec_file if accounts else None).start()
+                               dynsec_config=accounts.dynsec_file if accounts else None,
+                               event_log=events).start()
+            if events is not None:
+                env["SMARTCITY_INGEST_BROKER_LOG"] = str(events)
             servers.append(broker)
             env["SMARTCITY_MQTT_URL"] = broker.url
             # The api issues device accounts on the secured broker, none on the anonymous one.
             env["SMARTCITY_API_DEVICE_ACCOUNTS"] = "none" if anonymous else "dynsec"
-            log.info("Mosquitto on %s (log %s)", broker.url, broker.log_path)
+            log.info("Mosquitto on %s (log %s)", broker.url, broker.event_log or broker.log_path)
         if own_influx:
             influxd = Influxd(workdir=data_dir / "influxdb", port=args.influx_port).start()
             servers.append(influxd)
@@ -207,6 +212,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"""
 smartcity is up
   board      {api_url}/board   (the visitors' live city map)
+  exhibitors {api_url}/exhibitors   (the desk: register devices; log in with the admin token)
   api        {api_url}   (docs {api_url}/docs, readiness {api_url}/readyz)
 {broker_summary}  influxdb   {influx.url}   (database {influx.db})
   data       {data_dir}

@@ -158,7 +158,8 @@ class Backfill:
                 verdict = self.judge(r.topic, payload,
                                      now_ms=r.arrival_ns // 1_000_000 + delta_ms)
                 if isinstance(verdict, Accepted):
-                    lines.append(verdict.line)
+                    if verdict.line is not None:  # a message that holds no readings
+                        lines.append(verdict.line)
                 else:
                     result.rejected[verdict.reason] += 1
                 if len(lines) >= self.batch_size:

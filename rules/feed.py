@@ -16,8 +16,9 @@ from typing import NamedTuple
 from rules.engine import Engine
 from smartcity import logs
 from smartcity.alerts import Alert
-from smartcity.codec import Reading, decode_message
+from smartcity.codec import Reading
 from smartcity.errors import ContractError
+from smartcity.formats.decoding import decode_device_message
 from smartcity.profiles import Change, apply_profile, decode_profile
 from smartcity.registry import Registry
 from smartcity.topics import TopicFilter
@@ -25,12 +26,13 @@ from smartcity.topics import TopicFilter
 log = logging.getLogger("rules.service")
 
 
-def readings_of(topic: str, payload: bytes, root: str, now_ms: int) -> list[Reading] | None:
-    """The readings a telemetry message holds; None when it cannot be decoded (ingest tells
-    the device why; the rules have nothing to judge). Never raises: one bad message must
-    never stop the rules."""
+def readings_of(topic: str, payload: bytes, registry: Registry, root: str,
+                now_ms: int) -> list[Reading] | None:
+    """The readings a telemetry message holds, read through its device's format; None when
+    it cannot be decoded (ingest tells the device why; the rules have nothing to judge).
+    Never raises: one bad message must never stop the rules."""
     try:
-        return decode_message(topic, payload, root, now_ms=now_ms)
+        return decode_device_message(topic, payload, registry, root, now_ms=now_ms).readings
     except ContractError:
         return None
     except Exception:

@@ -119,7 +119,7 @@ def rehearse_messages(messages: Iterable[tuple[str, bytes, int]], rules: RuleSet
             if changed is not None and changed.change is Change.REMOVED:
                 removed = changed.device_id
         else:
-            decoded = readings_of(topic, payload, root, arrived_ms)
+            decoded = readings_of(topic, payload, registry, root, arrived_ms)
             if decoded is None:
                 result.undecodable += 1
             readings = decoded or []

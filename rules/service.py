@@ -48,7 +48,13 @@ from smartcity.models import format_ts
 from smartcity.profiles import Change
 from smartcity.registry import Registry
 from smartcity.rulefile import RuleSet, load_rules
-from smartcity.topics import alert_topic, profile_filter, telemetry_filter, value_filter
+from smartcity.topics import (
+    alert_topic,
+    native_filter,
+    profile_filter,
+    telemetry_filter,
+    value_filter,
+)
 from storage.alerts import alert_line
 from storage.batches import collect
 from storage.influx import InfluxClient
@@ -114,7 +120,7 @@ class RulesService:
         # Exhibitor devices registered at run time reach the engine through this registry.
         self.profiles = profile_filter(root)
         self.session = Subscription(settings.mqtt, telemetry_filter(root),
-                                    value_filter(root), self.profiles)
+                                    value_filter(root), native_filter(root), self.profiles)
         self.subscribed = self.session.subscribed
         self.client = self._make_client()
 
@@ -175,7 +181,8 @@ class RulesService:
             self._on_profile(msg)
             return
         self.stats.received += 1
-        readings = readings_of(msg.topic, bytes(msg.payload), self.settings.mqtt.root,
+        readings = readings_of(msg.topic, bytes(msg.payload), self.registry,
+                               self.settings.mqtt.root,
                                now_ms=int(time.time() * 1000))
         if readings is None:
             self.stats.undecodable += 1

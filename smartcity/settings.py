@@ -213,6 +213,10 @@ class IngestSettings(CommonSettings):
                                  alias="SMARTCITY_INGEST_SPOOL_MAX_BYTES")
     stats_interval_s: float = Field(default=10.0, gt=0,
                                     alias="SMARTCITY_INGEST_STATS_INTERVAL_S")
+    broker_log: Path | None = Field(default=None, alias="SMARTCITY_INGEST_BROKER_LOG",
+                                    description="the broker's log file (log_type debug), read "
+                                                "for publishes it refused to a device; set it "
+                                                "for one ingest worker only")
 
     @field_validator("share_group", mode="before")
     @classmethod

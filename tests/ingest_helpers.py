@@ -15,6 +15,19 @@ from ingest.service import IngestService
 from smartcity.city import load_city
 from smartcity.registry import Registry
 from smartcity.settings import InfluxSettings, IngestSettings, MqttSettings
+from storage.influx import InfluxClient
+
+
+@contextmanager
+def fresh_database(url: str, db: str) -> Iterator[InfluxClient]:
+    """A database of its own on a running InfluxDB, dropped at the end."""
+    client = InfluxClient(InfluxSettings(url=url, db=db))
+    client.create_database()
+    try:
+        yield client
+    finally:
+        client.query(f'DROP DATABASE "{db}"', post=True)
+        client.close()
 
 
 def now_ms() -> int:
