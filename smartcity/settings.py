@@ -125,6 +125,13 @@ class IngestSettings(CommonSettings):
                                  alias="SMARTCITY_INGEST_SPOOL_MAX_BYTES")
     stats_interval_s: float = Field(default=10.0, gt=0,
                                     alias="SMARTCITY_INGEST_STATS_INTERVAL_S")
+    edge: Literal["asyncio", "paho"] = Field(
+        default="asyncio", alias="SMARTCITY_INGEST_EDGE",
+        description="MQTT client: asyncio (ingest's own, the fast one) or paho (paho-mqtt)")
+    fast_validation: bool = Field(
+        default=True, alias="SMARTCITY_INGEST_FAST_VALIDATION",
+        description="judge well-formed JSON readings without the pydantic models (same "
+                    "verdicts; a refusal is always explained by the models)")
 
     model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
                                       populate_by_name=True)
