@@ -144,6 +144,8 @@ def parse_properties(data: bytes, i: int) -> tuple[dict[int, PropValue], int]:
     if length < 0:
         raise ProtocolError("truncated properties")
     end = i + length
+    if end > len(data):
+        raise ProtocolError("properties overrun their packet")
     props: dict[int, PropValue] = {}
     while i < end:
         pid, i = read_varint(data, i)
