@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
@@ -18,6 +19,7 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.accounts import device_accounts
 from api.deps import Services
+from api.latest import LatestStore, keep_merged
 from api.live import LiveHub, LiveSettings, shutdown_streams
 from api.routes import alerts, board, city, health, replays, scenarios, sensors
 from api.routes import devices as device_routes
@@ -117,6 +119,8 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         status = StatusTracker(settings.mqtt)
         hub = LiveHub(live_settings, devices, status)  # on status's connection: one, not two
+        latest = LatestStore()
+        hub.on_reading = latest.add
         status.start()
         await hub.start()
         app.state.live = hub
@@ -124,9 +128,11 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
         probe = _influx_probe(settings.influx)
         try:
             services = Services(settings, devices, levels, influx, probe, status,
-                                accounts=device_accounts(settings), wards=wards)
+                                accounts=device_accounts(settings), wards=wards, latest=latest)
             services.live = hub
+            merging = asyncio.create_task(keep_merged(latest, influx, settings.latest_refresh_s))
             yield {"services": services}
+            merging.cancel()
             await anyio.to_thread.run_sync(services.replays.stop)
         finally:
             await hub.aclose()

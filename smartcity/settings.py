@@ -184,6 +184,14 @@ class ApiSettings(CommonSettings):
         description="dynsec: each registered device gets its own account on the broker "
                     "(Mosquitto's dynamic security plugin, managed with the api's MQTT "
                     "account); none: a development broker that takes anonymous devices")
+    reads: Literal["memory", "influx"] = Field(
+        default="memory", alias="SMARTCITY_API_READS",
+        description="memory: latest values, sensors and the city summary from the readings "
+                    "the api receives (merged with InfluxDB every LATEST_REFRESH_S); influx: "
+                    "every answer queried from InfluxDB")
+    latest_refresh_s: float = Field(
+        default=60.0, gt=0, alias="SMARTCITY_API_LATEST_REFRESH_S",
+        description="how often the latest values in memory are merged with InfluxDB's")
     device_broker_url: str | None = Field(
         default=None, alias="SMARTCITY_API_DEVICE_BROKER_URL",
         description="the broker address devices are told to use (mqtt://host:port); default: "
