@@ -8,7 +8,9 @@ before the api started, backfilled recordings, one the hub's QoS 0 subscription 
 metric keeps its newest value by the reading's own time, as InfluxDB's ``last()`` does, and
 the windows (30 days for latest, 15 minutes for the summary) are applied when asked, against
 the same clock the InfluxDB queries use. Until the first seed has arrived the routes ask
-InfluxDB, so an answer is never emptier than the database.
+InfluxDB, so an answer is never emptier than the database. A reading without a time of its
+own (a single value) is stamped on arrival by ingest and by the api each: its time here may
+differ from the stored one by the milliseconds between the two arrivals.
 """
 
 from __future__ import annotations

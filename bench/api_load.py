@@ -16,9 +16,8 @@ not the bottleneck) for ``--seconds`` after a one-second warm-up:
   sensors   GET /api/v1/sensors
   history   GET /api/v1/sensors/{id}/history?metric=...  (the last hour, from InfluxDB)
 
-Variants (``--variants``): ``influx`` (every answer queried from InfluxDB: before), ``memory``
-(latest, sensors and summary from the readings the api receives: after), ``memory2`` (the
-same, two api workers).
+Variants (``--variants``): ``influx`` (every answer queried from InfluxDB: before) and
+``memory`` (latest, sensors and summary from the readings the api receives: after).
 
 Run from the repository root:
 
@@ -70,7 +69,6 @@ VARIANTS = {
                "every answer queried from InfluxDB (before)"),
     "memory": ({"SMARTCITY_API_READS": "memory"}, 1,
                "latest, sensors and summary from memory (after)"),
-    "memory2": ({"SMARTCITY_API_READS": "memory"}, 2, "from memory, two api workers"),
 }
 _LENGTH = re.compile(rb"content-length: *([0-9]+)", re.IGNORECASE)
 
@@ -204,8 +202,9 @@ class Result:
         return self.requests / self.seconds
 
     def row(self) -> str:
-        return (f"{self.variant:<8} {self.endpoint:<8} {self.rate:>8.0f} {fmt(self.p50_ms, '.1f'):>7}"
-                f" {fmt(self.p99_ms, '.1f'):>7} {fmt(self.max_ms, '.0f'):>6} {self.bad:>5}"
+        return (f"{self.variant:<8} {self.endpoint:<8} {self.rate:>8.0f}"
+                f" {fmt(self.p50_ms, '.1f'):>7} {fmt(self.p99_ms, '.1f'):>7}"
+                f" {fmt(self.max_ms, '.0f'):>6} {self.bad:>5}"
                 f" {self.broken:>6} {self.api_cpu:>7.0f}")
 
 
@@ -247,7 +246,6 @@ def start_api(broker: Mosquitto, influxd: Influxd, port: int, variant: str,
     env |= {"SMARTCITY_MQTT_URL": broker.url, "SMARTCITY_MQTT_ROOT": ROOT,
             "SMARTCITY_INFLUX_URL": influxd.url, "SMARTCITY_INFLUX_DB": DB,
             "SMARTCITY_LOG_LEVEL": "WARNING", "SMARTCITY_API_DEVICE_ACCOUNTS": "none",
-            "SMARTCITY_API_WORKERS": str(workers),
             "SMARTCITY_DATA_DIR": str(log.parent / "var"), "PYTHONUNBUFFERED": "1", **extra}
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "smartcity.cli", "api", "--port",

@@ -19,6 +19,7 @@ from api.deps import Services
 from api.main import create_app
 from smartcity.city import load_city
 from smartcity.influx import InfluxClient
+from smartcity.models import parse_ts
 from smartcity.settings import ApiSettings, MqttSettings
 from tests.ingest_helpers import ingest_settings, running_ingest
 from tests.mqtt import close, connect, wait_for
@@ -51,7 +52,9 @@ def api(settings: ApiSettings) -> Iterator[TestClient]:
 def messages(root: str, now: int) -> list[tuple[str, bytes]]:
     """Every device: three readings a second apart, each with a different subset of its
     metrics, then one older than those (arriving last, it must not win); flood devices also
-    a single value and a SenML pack; and readings ingest refuses (not counted anywhere)."""
+    a SenML pack; and readings ingest refuses (not counted anywhere). All carry their own
+    time: a single value is stamped on arrival by ingest and by the api each, so its time
+    differs by the milliseconds between the two (see the last test)."""
     out: list[tuple[str, bytes]] = []
     for n, device in enumerate(REGISTRY):
         domain = device.domain.value
@@ -65,9 +68,9 @@ def messages(root: str, now: int) -> list[tuple[str, bytes]]:
         out.append((topic, orjson.dumps({"ts": now - 120_000, "seq": 99, "source": "live",
                                          names[0]: 0.25})))
         if domain == "flood":
-            out.append((f"{topic}/battery_pct", b"55.5"))
             out.append((topic, orjson.dumps([{"bn": f"{device.device_id}:", "bt": now / 1000 - 30,
-                                              "n": "water_level_cm", "v": 7.25}])))
+                                              "n": "water_level_cm", "v": 7.25},
+                                             {"n": "battery", "u": "%EL", "v": 55.5}])))
     out.append((f"{root}/flood/nobody-knows-me/telemetry",
                 orjson.dumps({"ts": now, "seq": 1, "water_level_cm": 999.0})))
     out.append((f"{root}/flood/flood-thao-dien/telemetry",
@@ -103,7 +106,7 @@ def test_answers_from_memory_equal_influxdb_after_a_run(
     now = int(time.time() * 1000)
     sent = messages(mqtt_settings.root, now)
     refused = 2
-    stored_points = sum(1 for _ in sent) - refused
+    stored_points = len(sent) - refused  # a SenML pack's records at one time: one point
     with running_ingest(ingest_settings(mqtt_settings, influx.settings, tmp_path)) as ingest, \
             api(memory_settings) as memory:
         wait_for(lambda: services(memory).latest.ready, what="the api's first merge")
@@ -122,7 +125,7 @@ def test_answers_from_memory_equal_influxdb_after_a_run(
     # Not vacuous: every device has values, the old reading lost, the refused ones are absent.
     for d in REGISTRY:
         latest = from_memory[d.device_id]
-        # A flood device's newest is its single value, which carries no source: live.
+        # A flood device's newest is its SenML pack, which carries no source: live.
         newest = "live" if d.domain.value == "flood" else "simulated"
         assert latest["values"] and latest["source"] == newest, latest
         assert all(v["value"] != 0.25 for v in latest["values"].values())
@@ -148,3 +151,21 @@ def test_an_api_started_after_the_readings_answers_from_its_first_merge(
     with api(api_settings(mqtt_settings, influx, "influx")) as from_db:
         assert answers(from_db) == from_memory
     assert all(from_memory[d.device_id]["values"] for d in REGISTRY)
+
+
+def test_a_single_value_shows_with_its_arrival_time(
+        mqtt_settings: MqttSettings, influx: InfluxClient, tmp_path: Path) -> None:
+    topic = f"{mqtt_settings.root}/flood/flood-thao-dien/telemetry/water_level_cm"
+    with running_ingest(ingest_settings(mqtt_settings, influx.settings, tmp_path)) as ingest, \
+            api(api_settings(mqtt_settings, influx, "memory")) as memory:
+        wait_for(lambda: services(memory).latest.ready, what="the api's first merge")
+        publish_all(mqtt_settings, [(topic, b"12.5")])
+        wait_for(lambda: ingest.stats.stored == 1 and services(memory).latest.readings == 1,
+                 what="the reading stored and in memory")
+        mine = memory.get("/api/v1/sensors/flood-thao-dien/latest").json()
+    with api(api_settings(mqtt_settings, influx, "influx")) as from_db:
+        stored = from_db.get("/api/v1/sensors/flood-thao-dien/latest").json()
+    assert mine["values"]["water_level_cm"]["value"] == stored["values"]["water_level_cm"][
+        "value"] == 12.5
+    times = [parse_ts(a["values"]["water_level_cm"]["time"]) for a in (mine, stored)]
+    assert abs(times[0] - times[1]) < 2000  # each stamped it when it arrived
