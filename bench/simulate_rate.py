@@ -34,6 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pahopub import publish_all  # bench/pahopub.py, beside this file
+
 from simulators import runner
 from simulators.runner import SEEDED_START_MS
 from smartcity.city import load_city
@@ -118,6 +120,27 @@ def measure(broker: Mosquitto, scale: int, messages: int) -> dict[str, float]:
     }
 
 
+def measure_paho(broker: Mosquitto, messages: int) -> dict[str, float]:
+    """The yardstick: the same number of readings of the city's devices from a bare paho QoS 1
+    publisher (bench/pahopub.py), counted by the same subscriber."""
+    root = "bench-paho"
+    devices = load_city().registry()
+    body = b'{"ts": 1780000000000, "seq": 1, "battery_pct": 50.0}'
+    batch = [(f"{root}/{d.domain.value}/{d.device_id}/telemetry", body) for d in devices]
+    sent = (batch * (messages // len(batch) + 1))[:messages]
+    ready_r, ready_w = mp.Pipe(duplex=False)
+    out_r, out_w = mp.Pipe(duplex=False)
+    sub = mp.Process(target=count, args=(broker.url, root, messages, ready_w, out_w))
+    sub.start()
+    ready_r.recv()
+    seconds, cpu = publish_all(broker.port, sent)
+    received, first, last = out_r.recv()
+    sub.join(10)
+    return {"publish_rate": messages / seconds, "cpu": cpu / seconds,
+            "receive_rate": received / (last - first) if last > first else 0.0,
+            "lost": messages - received}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -137,13 +160,18 @@ def main() -> int:
         broker = start_with_retry(Mosquitto, Path(tmp) / "mosquitto")
         assert isinstance(broker, Mosquitto)
         try:
+            paho = measure_paho(broker, messages)
+            print(f"bare paho QoS 1 publisher, one connection: {paho['publish_rate']:.0f} "
+                  f"publish/s, {paho['receive_rate']:.0f} received/s, lost {paho['lost']:.0f} "
+                  f"(publisher CPU {paho['cpu']:.0%})")
             print(f"{'scale':>6} {'devices':>8} {'connect s':>10} {'publish/s':>10} "
-                  f"{'received/s':>11} {'lost':>6}")
+                  f"{'received/s':>11} {'lost':>6} {'vs paho':>8}")
             for scale in scales:
                 r = measure(broker, scale, messages)
                 print(f"{scale:>6} {r['devices']:>8.0f} {r['connect_s']:>10.2f} "
                       f"{r['publish_rate']:>10.0f} {r['receive_rate']:>11.0f} "
-                      f"{r['lost']:>6.0f}", flush=True)
+                      f"{r['lost']:>6.0f} {r['publish_rate'] / paho['publish_rate']:>7.2f}x",
+                      flush=True)
         finally:
             broker.stop()
     return 0
