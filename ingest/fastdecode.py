@@ -5,7 +5,8 @@ It only ever accepts: anything it is not sure of (another format, an RFC 3339 ``
 value out of range, a key it does not know, invalid JSON) returns None, and the caller asks the
 codec, whose pydantic models then accept it the same way or refuse it with their reasons and
 codes. So every refusal reads as before, and only well-formed readings skip the models
-(measured: about 3 µs a reading here against 15-20 µs through ``model_validate_json``).
+(measured in CPU time on the development VM: 3 µs a reading against 6 µs through
+``model_validate_json``; a whole judgement with its line 5-6.5 µs against 8-9.5 µs).
 """
 
 from __future__ import annotations
