@@ -20,15 +20,15 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from api.queries import LAST_SEEN_WINDOW, LastValues, Seen, Value, last_seen_query, parse_duration
+from api.queries import LAST_SEEN_WINDOW, LastValues, Seen, Value, duration_ms, last_seen_query
 from smartcity.codec import Reading
-from smartcity.influx import AsyncInfluxClient, InfluxError, Series, quote_ident
 from smartcity.models import TELEMETRY_MODELS, Source
 from smartcity.topics import Domain
+from storage.influx import AsyncInfluxClient, InfluxError, Series, quote_ident
 
 log = logging.getLogger(__name__)
 
-LATEST_WINDOW_MS = parse_duration(LAST_SEEN_WINDOW)
+LATEST_WINDOW_MS = duration_ms(LAST_SEEN_WINDOW)
 
 
 @dataclass(slots=True)
@@ -114,7 +114,7 @@ class LatestStore:
                     now_ms: int, window: str) -> LastValues:
         """As :func:`api.queries.shape_last_values` reads InfluxDB: each listed metric (and
         ``seq``) of each device within ``window``; ``domains`` maps device ids to domains."""
-        since = now_ms - parse_duration(window, "window")
+        since = now_ms - duration_ms(window, "window")
         out: LastValues = {}
         for device_id, device in self._devices.items():
             domain = domains.get(device_id)

@@ -20,16 +20,16 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from api.accounts import device_accounts
 from api.deps import Services
 from api.latest import LatestStore, keep_merged
-from api.live import LiveHub, LiveSettings, shutdown_streams
-from api.routes import alerts, board, city, health, replays, scenarios, sensors
+from api.link import MqttLink
+from api.live import LiveHub, shutdown_streams
+from api.routes import alerts, board, city, health, metrics, replays, scenarios, sensors
 from api.routes import devices as device_routes
 from api.routes import live as live_routes
-from api.status import StatusTracker
 from smartcity import logs
 from smartcity.city import load_city
-from smartcity.influx import AsyncInfluxClient, InfluxRejected, InfluxUnavailable
 from smartcity.registry import Registry
 from smartcity.settings import ApiSettings, InfluxSettings
+from storage.influx import AsyncInfluxClient, InfluxRejected, InfluxUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +100,9 @@ async def _influx_rejected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(settings: ApiSettings, registry: Registry | None = None, *,
-               warning_levels: Mapping[str, float] | None = None,
-               live: LiveSettings | None = None) -> FastAPI:
+               warning_levels: Mapping[str, float] | None = None) -> FastAPI:
     """The api. ``registry`` defaults to the city file's devices; ``warning_levels`` (flood
-    device id -> warning depth in cm) then default to its flood sites' levels; ``live``
-    (the live stream's settings) to the ``SMARTCITY_LIVE_*`` variables."""
-    live_settings = live or LiveSettings()
+    device id -> warning depth in cm) then default to its flood sites' levels."""
     city_ = load_city(settings.city_file, scale=settings.scale)
     wards = tuple(w.id for w in city_.wards)
     if registry is None:
@@ -117,17 +114,17 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        status = StatusTracker(settings.mqtt)
-        hub = LiveHub(live_settings, devices, status)  # on status's connection: one, not two
+        link = MqttLink(settings.mqtt)
+        hub = LiveHub(settings.live, devices, link)  # on the link's connection: one, not two
         latest = LatestStore()
         hub.on_reading = latest.add
-        status.start()
+        link.start()
         await hub.start()
         app.state.live = hub
         influx = AsyncInfluxClient(settings.influx)
         probe = _influx_probe(settings.influx)
         try:
-            services = Services(settings, devices, levels, influx, probe, status,
+            services = Services(settings, devices, levels, influx, probe, link,
                                 accounts=device_accounts(settings), wards=wards, latest=latest)
             services.live = hub
             merging = asyncio.create_task(keep_merged(latest, influx, settings.latest_refresh_s))
@@ -136,13 +133,14 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
             await anyio.to_thread.run_sync(services.replays.stop)
         finally:
             await hub.aclose()
-            await anyio.to_thread.run_sync(status.stop)
+            await anyio.to_thread.run_sync(link.stop)
             await influx.aclose()
             probe.close()  # type: ignore[no-untyped-call]  # unannotated upstream
 
     app = FastAPI(title="smartcity api", version=_version(), description=DESCRIPTION,
                   openapi_tags=TAGS, lifespan=lifespan)
     app.include_router(sensors.router)
+    app.include_router(metrics.router)
     app.include_router(city.router)
     app.include_router(alerts.router)
     app.include_router(replays.router)

@@ -3,11 +3,11 @@
 ``--clients`` concurrent keep-alive clients, each variant of the api measured back to back in
 one run.
 
-Starts a private Mosquitto and influxd (smartcity.servers) in a temporary directory, fills
+Starts a private Mosquitto and influxd (launcher.servers) in a temporary directory, fills
 InfluxDB with an hour of readings of every device of the city (one every 10 s), and keeps a
 live stream of readings going on the broker (``--live-rate`` msg/s, QoS 0) so the api's live
 hub works as it does in the hall. Then, for each variant, it starts the real api
-(``python -m smartcity.cli api``) and, per endpoint, runs ``--clients`` closed-loop clients
+(``python -m launcher.cli api``) and, per endpoint, runs ``--clients`` closed-loop clients
 (hand-written HTTP/1.1 over asyncio, spread over ``--procs`` processes so the instrument is
 not the bottleneck) for ``--seconds`` after a one-second warm-up:
 
@@ -51,13 +51,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mqttwire import connect_packet, publish_packet  # bench/mqttwire.py, beside this file
 
-from ingest.lineprotocol import to_line
+from launcher.servers import Influxd, Mosquitto, free_port, start_with_retry
 from smartcity.city import load_city
 from smartcity.codec import Reading
-from smartcity.influx import InfluxClient
 from smartcity.models import Source
-from smartcity.servers import Influxd, Mosquitto, free_port, start_with_retry
 from smartcity.settings import InfluxSettings
+from storage.influx import InfluxClient
+from storage.lineprotocol import to_line
 
 ROOT = "hall"
 DB = "hall"
@@ -248,7 +248,7 @@ def start_api(broker: Mosquitto, influxd: Influxd, port: int, variant: str,
             "SMARTCITY_LOG_LEVEL": "WARNING", "SMARTCITY_API_DEVICE_ACCOUNTS": "none",
             "SMARTCITY_DATA_DIR": str(log.parent / "var"), "PYTHONUNBUFFERED": "1", **extra}
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "smartcity.cli", "api", "--port",
+        proc = subprocess.Popen([sys.executable, "-m", "launcher.cli", "api", "--port",
                                  str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     base = f"http://127.0.0.1:{port}"

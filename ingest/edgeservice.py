@@ -13,8 +13,7 @@ import threading
 
 from ingest import wire
 from ingest.edge import EdgeOptions, MqttEdge
-from ingest.service import IngestService
-from ingest.writer import Item
+from ingest.service import IngestService, Item
 from smartcity.registry import Registry
 from smartcity.settings import IngestSettings
 
@@ -32,7 +31,7 @@ class EdgeIngestService(IngestService):
         self._accepting = True
         self.edge = MqttEdge(s.mqtt, EdgeOptions(
             client_id=s.client_id,
-            filters=(*((f, qos1) for f in self.telemetry_filters), (profiles, no_retained)),
+            filters=(*((str(f), qos1) for f in self.telemetry_filters), (profiles, no_retained)),
             registry_filter=profiles, session_expiry_s=s.session_expiry_s,
             receive_maximum=s.receive_maximum), self._on_messages, self._on_registry)
         return self.edge.subscribed

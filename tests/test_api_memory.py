@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 from api.deps import Services
 from api.main import create_app
 from smartcity.city import load_city
-from smartcity.influx import InfluxClient
 from smartcity.models import parse_ts
 from smartcity.settings import ApiSettings, MqttSettings
+from storage.influx import InfluxClient
 from tests.ingest_helpers import ingest_settings, running_ingest
 from tests.mqtt import close, connect, wait_for
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from ingest.edgeservice import EdgeIngestService
-from smartcity.influx import InfluxClient
-from smartcity.servers import Mosquitto, start_with_retry
+from launcher.servers import Mosquitto, start_with_retry
+from launcher.stack import ingest_worker_envs
 from smartcity.settings import MqttSettings
-from smartcity.stack import ingest_worker_envs
+from storage.influx import InfluxClient
 from tests.ingest_helpers import flood, ingest_settings, now_ms, running_ingest
 from tests.mqtt import close, connect, wait_for
 from tests.test_ingest_formats import EXPO, expo, register, unregister

@@ -1,7 +1,7 @@
 // The kiosk board: wires the live connection, the store and the views together.
 // Query options: ?lang=en|vi, ?stale=SECONDS (default 60).
 
-import { applyStatic, lang, nameOf, setLang, t } from "./i18n.js";
+import { applyStatic, lang, nameOf, setLang, setMetrics, t } from "./i18n.js";
 import { connectLive, fetchJson } from "./live.js";
 import { MapView } from "./map.js";
 import { renderHeader, renderSide, renderTicker } from "./panels.js";
@@ -15,6 +15,7 @@ const SIDE_EVERY_MS = 250;
 const store = new Store();
 const view = new MapView(document.getElementById("map"), store);
 let map = null;
+let metrics = false;
 let connection = "connecting";
 let pending = { all: true, devices: new Set(), alerts: true, registry: true };
 let frame = 0;
@@ -47,7 +48,7 @@ function render() {
   renderHeader(store, now, connection);
   const city = document.getElementById("city-name");
   if (map && city.textContent !== nameOf(map)) city.textContent = nameOf(map);
-  document.body.dataset.ready = map && connection === "live" ? "1" : "0";
+  document.body.dataset.ready = map && metrics && connection === "live" ? "1" : "0";
 }
 
 function onMessage(msg) {
@@ -87,6 +88,12 @@ setInterval(() => {
 
 const scheme = location.protocol === "https:" ? "wss" : "ws";
 connectLive(`${scheme}://${location.host}/api/v1/live`, { onMessage, onState });
+fetchJson("/api/v1/metrics").then((list) => {
+  setMetrics(list);
+  metrics = true;
+  pending.all = true;
+  schedule();
+});
 fetchJson("/api/v1/city/map").then((value) => {
   map = value;
   view.build(map);

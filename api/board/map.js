@@ -10,6 +10,11 @@ const COPY_SPREAD_PX = 16;
 const LABEL_GAP_PX = 26;
 const LABEL_LINE_PX = [22, 30];  // name, value
 
+// A reading as the map writes it; a dash while the device has not sent it.
+function figureOf(value, digits) {
+  return value === undefined ? "–" : num(value, digits);
+}
+
 function el(tag, attrs = {}, parent = null) {
   const node = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
@@ -203,26 +208,31 @@ export class MapView {
     let value = "";
     if (kind === "road") {
       node.marker.dataset.level = congestion(m, place.free_flow_kmh);
-      value = m.speed_kmh === undefined ? "–" : `${num(m.speed_kmh, 0)} km/h`;
-      if (m.occupancy_pct !== undefined) value += ` · ${num(m.occupancy_pct, 0)}%`;
+      value = m.speed_kmh === undefined ? "–" : `${num(m.speed_kmh, 0)} ${unit("speed_kmh")}`;
+      if (m.occupancy_pct !== undefined) {
+        value += ` · ${num(m.occupancy_pct, 0)}${unit("occupancy_pct")}`;
+      }
     } else if (kind === "flood") {
       node.marker.dataset.level = depth(m.water_level_cm, place.warning_cm, place.levels);
-      value = m.water_level_cm === undefined ? "– cm"
-        : `${num(m.water_level_cm, 1)} cm`;
+      value = `${figureOf(m.water_level_cm, 1)} ${unit("water_level_cm")}`;
       value += ` / ${num(place.warning_cm, 0)}`;
     } else if (kind === "home") {
       node.marker.dataset.level = air(m.pm25_ugm3);
       const parts = [];
       if (m.power_w !== undefined) parts.push(`${num(m.power_w / 1000, 1)} kW`);
-      if (m.temperature_c !== undefined) parts.push(`${num(m.temperature_c, 1)}°C`);
+      if (m.temperature_c !== undefined) {
+        parts.push(`${num(m.temperature_c, 1)}${unit("temperature_c")}`);
+      }
       if (m.pm25_ugm3 !== undefined) parts.push(`PM2.5 ${num(m.pm25_ugm3, 0)}`);
       value = parts.join(" · ") || "–";
     } else if (kind === "rain") {
       node.marker.dataset.level = rain(m.rain_mm_h);
-      value = m.rain_mm_h === undefined ? "– mm/h" : `${num(m.rain_mm_h, 1)} mm/h`;
-      if (m.temperature_c !== undefined) value += ` · ${num(m.temperature_c, 1)}°C`;
+      value = `${figureOf(m.rain_mm_h, 1)} ${unit("rain_mm_h")}`;
+      if (m.temperature_c !== undefined) {
+        value += ` · ${num(m.temperature_c, 1)}${unit("temperature_c")}`;
+      }
     } else if (kind === "tide") {
-      value = m.river_level_cm === undefined ? "– cm" : `${num(m.river_level_cm, 0)} cm`;
+      value = `${figureOf(m.river_level_cm, 0)} ${unit("river_level_cm")}`;
     } else {
       value = Object.entries(m).slice(0, 2)
         .map(([k, v]) => `${metricLabel(k)} ${num(v, 1)} ${unit(k)}`.trim()).join(" · ") || "–";
