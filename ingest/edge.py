@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -188,8 +189,11 @@ class MqttEdge:
                     receive_maximum: int) -> tuple[_Link, wire.Connack]:
         s = self.settings
         loop = asyncio.get_running_loop()
+        tls = None
+        if s.tls:  # mqtts://: the system's CAs, or SMARTCITY_MQTT_CA_FILE's
+            tls = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
         _, link = await asyncio.wait_for(loop.create_connection(
-            lambda: _Link(on_publishes, self._on_packet), s.host, s.port), 10)
+            lambda: _Link(on_publishes, self._on_packet), s.host, s.port, ssl=tls), 10)
         self._link = link
         link.write(wire.connect(client_id, keepalive_s=s.keepalive_s, clean_start=clean_start,
                                 session_expiry_s=session_expiry_s,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from broker.mqtt import connect as broker_connect
+from broker.mqtt import new_client
 from ingest.edgeservice import EdgeIngestService
 from launcher.servers import Mosquitto, start_with_retry
 from launcher.stack import ingest_worker_envs
@@ -16,6 +18,7 @@ from smartcity.settings import MqttSettings
 from storage.influx import InfluxClient
 from tests.ingest_helpers import flood, ingest_settings, now_ms, running_ingest
 from tests.mqtt import close, connect, wait_for
+from tests.test_broker_clients import tls_broker  # noqa: F401  (a fixture)
 from tests.test_ingest_formats import EXPO, expo, register, unregister
 
 pytestmark = pytest.mark.servers
@@ -93,3 +96,24 @@ def test_workers_in_one_share_group_store_each_reading_once(
         wait_for(lambda: a.stats.stored + b.stats.stored == 200, what="200 readings stored")
         assert a.stats.stored > 0 and b.stats.stored > 0
     assert count(influx) == 200
+
+
+def test_ingest_reads_over_tls(request: pytest.FixtureRequest, influx: InfluxClient,
+                               tmp_path: Path) -> None:
+    port, ca = request.getfixturevalue("tls_broker")  # a Mosquitto with a TLS listener
+    mqtt_settings = MqttSettings(url=f"mqtts://127.0.0.1:{port}", root="tls-ingest", ca_file=ca)
+    settings = ingest_settings(mqtt_settings, influx.settings, tmp_path)
+    with running_ingest(settings) as ingest:
+        assert isinstance(ingest, EdgeIngestService)
+        pub = new_client(mqtt_settings, role="test-pub")  # the factory speaks TLS too
+        broker_connect(pub, mqtt_settings)
+        pub.loop_start()
+        try:
+            for seq in range(5):
+                pub.publish(f"{mqtt_settings.root}/flood/flood-thao-dien/telemetry",
+                            flood(seq, ts=now_ms() - 1000 + seq), qos=1).wait_for_publish(10)
+        finally:
+            pub.disconnect()
+            pub.loop_stop()
+        wait_for(lambda: ingest.stats.stored == 5, what="five readings over TLS")
+    assert count(influx) == 5
