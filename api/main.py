@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
@@ -18,6 +19,7 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.accounts import device_accounts
 from api.deps import Services
+from api.latest import LatestStore, keep_merged
 from api.link import MqttLink
 from api.live import LiveHub, shutdown_streams
 from api.routes import (
@@ -128,6 +130,8 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
         hub = LiveHub(settings.live, devices, link)  # on the link's connection: one, not two
         watch = DeviceWatch(devices, settings.mqtt.root)
         link.follow(watch.filters(), watch.receive)
+        latest = LatestStore()
+        hub.on_reading = latest.add
         link.start()
         await hub.start()
         app.state.live = hub
@@ -135,10 +139,12 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
         probe = _influx_probe(settings.influx)
         try:
             services = Services(settings, devices, levels, influx, probe, link,
-                                accounts=device_accounts(settings), wards=wards)
+                                accounts=device_accounts(settings), wards=wards, latest=latest)
             services.live = hub
             services.watch = watch
+            merging = asyncio.create_task(keep_merged(latest, influx, settings.latest_refresh_s))
             yield {"services": services}
+            merging.cancel()
             await anyio.to_thread.run_sync(services.replays.stop)
         finally:
             await hub.aclose()

@@ -90,11 +90,19 @@ def _scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def workers_arg(value: str) -> int:
+    n = int(value)
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError("must be between 1 and 64")
+    return n
+
+
 def _ingest(args: argparse.Namespace) -> int:
+    from ingest.edgeservice import make_service
     from ingest.service import main
     from smartcity.settings import IngestSettings
 
-    return main(IngestSettings())
+    return main(IngestSettings(), make_service)
 
 
 def _rules(args: argparse.Namespace) -> int:
@@ -202,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="simulated time factor, e.g. 60 or max (SMARTCITY_SIM_SPEED)")
     up.add_argument("--scale", type=int, default=None,
                     help="copies of every device, for load work (SMARTCITY_SCALE)")
+    up.add_argument("--ingest-workers", type=workers_arg, default=1, metavar="N",
+                    help="ingest processes sharing the stream (one MQTT share group), each "
+                         "with its own persistent session (default: 1)")
 
     from simulators.clock import duration_arg, speed_arg, start_arg
 

@@ -41,7 +41,7 @@ from launcher.servers import (
     port_in_use,
 )
 from smartcity import logs
-from smartcity.settings import ApiSettings, CommonSettings, InfluxSettings
+from smartcity.settings import ApiSettings, CommonSettings, InfluxSettings, IngestSettings
 from storage.influx import InfluxClient, InfluxError
 
 log = logging.getLogger("smartcity.up")
@@ -106,6 +106,15 @@ def service_env(env: Mapping[str, str], name: str, accounts: BrokerAccounts | No
     if accounts is not None and name in SERVICE_ACCOUNTS:
         child["SMARTCITY_MQTT_URL"] = accounts.url(SERVICE_ACCOUNTS[name], port)
     return child
+
+
+def ingest_worker_envs(env: Mapping[str, str], workers: int) -> list[dict[str, str]]:
+    """Each ingest worker's environment: one share group, and a client id of its own that is
+    the same on every start (the broker keeps each worker's session and queue under it). The
+    first worker keeps the plain id, so a city that grows from one worker keeps its session."""
+    base = env.get("SMARTCITY_INGEST_CLIENT_ID") or IngestSettings.model_fields["client_id"].default
+    return [dict(env, SMARTCITY_INGEST_CLIENT_ID=base if k == 1 else f"{base}-{k}")
+            for k in range(1, workers + 1)]
 
 
 def without_password(url: str) -> str:
@@ -201,8 +210,12 @@ def main(args: argparse.Namespace) -> int:
         ensure_database(influx, created_by_us=own_influx)
 
         for name in ("ingest", "rules", "api") + (() if args.no_simulators else ("simulate",)):
-            services.append(start_service(name, service_env(env, name, accounts,
-                                                            args.mqtt_port)))
+            child = service_env(env, name, accounts, args.mqtt_port)
+            if name == "ingest":
+                workers = getattr(args, "ingest_workers", 1)
+                services += [start_service(name, e) for e in ingest_worker_envs(child, workers)]
+            else:
+                services.append(start_service(name, child))
         host = api.host if api.host not in ("0.0.0.0", "::") else "127.0.0.1"
         api_url = f"http://{host}:{api_port}"
         if not wait_ready(f"{api_url}/healthz", 30, services):

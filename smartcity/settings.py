@@ -217,6 +217,13 @@ class IngestSettings(CommonSettings):
                                     description="the broker's log file (log_type debug), read "
                                                 "for publishes it refused to a device; set it "
                                                 "for one ingest worker only")
+    edge: Literal["asyncio", "paho"] = Field(
+        default="asyncio", alias="SMARTCITY_INGEST_EDGE",
+        description="MQTT client: asyncio (ingest's own, the fast one) or paho (paho-mqtt)")
+    fast_validation: bool = Field(
+        default=True, alias="SMARTCITY_INGEST_FAST_VALIDATION",
+        description="judge well-formed JSON readings without the pydantic models (same "
+                    "verdicts; a refusal is always explained by the models)")
 
     @field_validator("share_group", mode="before")
     @classmethod
@@ -263,6 +270,14 @@ class ApiSettings(CommonSettings):
         description="dynsec: each registered device gets its own account on the broker "
                     "(Mosquitto's dynamic security plugin, managed with the api's MQTT "
                     "account); none: a development broker that takes anonymous devices")
+    reads: Literal["memory", "influx"] = Field(
+        default="memory", alias="SMARTCITY_API_READS",
+        description="memory: latest values, sensors and the city summary from the readings "
+                    "the api receives (merged with InfluxDB every LATEST_REFRESH_S); influx: "
+                    "every answer queried from InfluxDB")
+    latest_refresh_s: float = Field(
+        default=60.0, gt=0, alias="SMARTCITY_API_LATEST_REFRESH_S",
+        description="how often the latest values in memory are merged with InfluxDB's")
     device_broker_url: str | None = Field(
         default=None, alias="SMARTCITY_API_DEVICE_BROKER_URL",
         description="the broker address devices are told to use (mqtt://host:port); default: "

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 
+from ingest.edgeservice import make_service
 from ingest.service import IngestService
 from smartcity.city import load_city
 from smartcity.registry import Registry
@@ -50,7 +51,7 @@ def ingest_settings(mqtt: MqttSettings, influx: InfluxSettings, data_dir: Path,
 @contextmanager
 def running_ingest(settings: IngestSettings, registry: Registry | None = None
                    ) -> Iterator[IngestService]:
-    service = IngestService(settings, registry or load_city().registry())
+    service = make_service(settings, registry or load_city().registry())
     service.start()
     try:
         if not service.subscribed.wait(10):

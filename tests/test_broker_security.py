@@ -39,7 +39,7 @@ from broker.dynsec import (
     verify_password,
     write_initial_config,
 )
-from ingest.service import IngestService
+from ingest.edgeservice import make_service
 from launcher.servers import (
     Influxd,
     Mosquitto,
@@ -611,14 +611,17 @@ def influx_db(influxd: Influxd, secured: SecuredBroker) -> Iterator[InfluxClient
 
 
 @pytest.mark.servers
+@pytest.mark.parametrize(("edge", "device_id"), [("asyncio", "flood-thao-dien"),
+                                                  ("paho", "flood-nguyen-huu-canh")])
 def test_ingest_stores_a_device_reading_and_reports_its_errors_under_its_account(
         secured: SecuredBroker, admin: DynSecAdmin, influx_db: InfluxClient,
-        tmp_path: Path) -> None:
-    root, device_id = secured.root, "flood-thao-dien"  # a city device: ingest knows it
+        tmp_path: Path, edge: str, device_id: str) -> None:
+    root = secured.root  # device_id: a city device, ingest knows it
     credentials = admin.add_device(device_id, "flood")
-    settings = ingest_settings(secured.settings("ingest"), influx_db.settings, tmp_path)
+    settings = ingest_settings(secured.settings("ingest"), influx_db.settings, tmp_path,
+                               edge=edge)
     assert settings.share_group == "ingest"
-    service = IngestService(settings, load_city().registry())
+    service = make_service(settings, load_city().registry())
     service.start()
     try:
         assert service.subscribed.wait(10)

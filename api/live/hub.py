@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from api.link import MqttLink
@@ -152,6 +152,7 @@ class LiveHub:
         self.connections = 0
         self.dropped_clients = 0
         self._coalesced = 0
+        self.on_reading: Callable[[Reading], None] | None = None  # the api's latest values
         edge.follow(self.filters(), self.receive)
 
     def filters(self) -> list[tuple[TopicFilter, int]]:
@@ -229,7 +230,8 @@ class LiveHub:
     def _telemetry(self, topic: str, payload: bytes, received: int | None = None) -> list[Event]:
         received = now_ms() if received is None else received
         out = []
-        for reading in decode_readings(topic, payload, self.root, received, self.registry):
+        readings = decode_readings(topic, payload, self.root, received, self.registry)
+        for reading in readings:
             device = self.registry.get(reading.device_id)
             if device is None:
                 raise ContractError("unknown device", [FieldProblem(
@@ -242,6 +244,9 @@ class LiveHub:
                 raise ContractError("undeclared metric", [FieldProblem(
                     ", ".join(sorted(undeclared)), "was not declared at registration")])
             out.append(reading_event(reading, topic, received))
+        if self.on_reading is not None:
+            for reading in readings:
+                self.on_reading(reading)
         self.readings += len(out)
         return out
 

@@ -19,9 +19,13 @@ router = APIRouter(prefix="/api/v1/city", tags=["city"])
 @router.get("/summary", summary="One figure set per domain, for the city overview screen",
             responses={503: {"model": Problem, "description": "InfluxDB unavailable"}})
 async def city_summary(services: ServicesDep, influx: InfluxDep, now: NowDep) -> CitySummary:
-    series = await influx.query(queries.last_values_query(summary.FIGURES, summary.WINDOW))
-    return summary.summarize(queries.shape_last_values(series), services.registry,
-                             services.warning_levels, now)
+    if (memory := services.memory()) is not None:
+        domains = {d.device_id: d.domain for d in services.registry}
+        last = memory.last_values(summary.FIGURES, domains, now, summary.WINDOW)
+    else:
+        last = queries.shape_last_values(await influx.query(
+            queries.last_values_query(summary.FIGURES, summary.WINDOW)))
+    return summary.summarize(last, services.registry, services.warning_levels, now)
 
 
 @lru_cache(maxsize=4)
