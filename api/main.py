@@ -20,6 +20,7 @@ from api.accounts import device_accounts
 from api.deps import Services
 from api.live import LiveHub, LiveSettings, shutdown_streams
 from api.routes import alerts, board, city, health, replays, scenarios, sensors
+from api.routes.docs import add_docs
 from api.routes import devices as device_routes
 from api.routes import live as live_routes
 from api.status import StatusTracker
@@ -135,7 +136,8 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
             probe.close()  # type: ignore[no-untyped-call]  # unannotated upstream
 
     app = FastAPI(title="smartcity api", version=_version(), description=DESCRIPTION,
-                  openapi_tags=TAGS, lifespan=lifespan)
+                  openapi_tags=TAGS, lifespan=lifespan, docs_url=None, redoc_url=None)
+    add_docs(app)
     app.include_router(sensors.router)
     app.include_router(city.router)
     app.include_router(alerts.router)
