@@ -20,9 +20,9 @@ from api.accounts import device_accounts
 from api.deps import Services
 from api.live import LiveHub, LiveSettings, shutdown_streams
 from api.routes import alerts, board, city, health, replays, scenarios, sensors
-from api.routes.docs import add_docs
 from api.routes import devices as device_routes
 from api.routes import live as live_routes
+from api.routes.docs import add_docs
 from api.status import StatusTracker
 from smartcity import logs
 from smartcity.city import load_city

@@ -12,7 +12,7 @@ import uuid
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Body, HTTPException, Path
+from fastapi import APIRouter, Body, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AdminDep, ServicesDep, StatusDep, invalid, now_ms
@@ -21,9 +21,11 @@ from api.status import NotPublished, StatusTracker
 from simulators.scenarios import builtin_names, load_scenario
 from smartcity.control import (
     MAX_SPEED,
+    Clock,
     CommandResult,
     ControlBody,
     Pause,
+    ResetClock,
     Resume,
     SetSpeed,
     SimulatorState,
@@ -61,6 +63,9 @@ class Simulation(_Out):
     """The simulator as it last reported itself (``{root}/control/state``)."""
 
     running: bool
+    clock: Clock | None = Field(default=None, description="exhibit: readings carry the "
+                                "wall-clock time, sim_time is the story's; engineer: "
+                                "readings carry the simulated time")
     scenario: str | None = Field(default=None, description="the scenario running, if any")
     scenario_started: Timestamp | None = Field(default=None, description="simulated time")
     scenario_ends: Timestamp | None = Field(default=None, description="simulated time")
@@ -105,7 +110,7 @@ def simulation_of(state: SimulatorState | None, wall_ms: int) -> Simulation:
     if state is None:
         return Simulation(running=False)
     return Simulation(
-        running=state.running, scenario=state.scenario,
+        running=state.running, clock=state.clock, scenario=state.scenario,
         scenario_started=_ts(state.scenario_started), scenario_ends=_ts(state.scenario_ends),
         sim_time=_ts(state.sim_time), sim_time_now=_ts(state.sim_time_at(wall_ms)),
         speed=state.speed, paused=state.paused, seed=state.seed, start=_ts(state.start),
@@ -168,6 +173,10 @@ async def start_scenario(
     name: Annotated[str, Path(description=f"a built-in scenario, {ID_PATTERN}",
                               examples=["king-tide-storm"])],
     services: ServicesDep, _: AdminDep,
+    clock: Annotated[Clock, Query(description="exhibit (the default): readings carry the "
+                                  "wall-clock time while the story plays compressed; "
+                                  "engineer: readings carry the story's simulated time")
+                     ] = Clock.EXHIBIT,
 ) -> CommandAccepted:
     try:
         check_id(name, "name")
@@ -175,11 +184,12 @@ async def start_scenario(
         invalid(e, "path", {"name": name})
     if name not in builtin_names():
         raise HTTPException(404, f"unknown scenario {name!r}; GET /api/v1/scenarios lists them")
-    return await _send(services, StartScenario(name=name, id=_id()))
+    return await _send(services, StartScenario(name=name, clock=clock, id=_id()))
 
 
 @router.post("/api/v1/scenarios/stop", status_code=202,
-             summary="Stop the running scenario (the city goes back to normal)",
+             summary="Stop the running scenario (the city goes back to normal; on the "
+                     "exhibit clock, back to now at speed 1)",
              responses=COMMAND_ERRORS)
 async def stop_scenario(services: ServicesDep, _: AdminDep) -> CommandAccepted:
     return await _send(services, StopScenario(id=_id()))
@@ -203,3 +213,10 @@ async def pause(services: ServicesDep, _: AdminDep) -> CommandAccepted:
 async def resume(services: ServicesDep, _: AdminDep) -> CommandAccepted:
     return await _send(services, Resume(id=_id()))
 
+
+
+@router.post("/api/v1/simulation/reset", status_code=202,
+             summary="Reset the clock: the city back to now, at speed 1, no scenario",
+             responses=COMMAND_ERRORS)
+async def reset_clock(services: ServicesDep, _: AdminDep) -> CommandAccepted:
+    return await _send(services, ResetClock(id=_id()))
