@@ -55,6 +55,8 @@ const LABELS = {
   state_nodata: ["chưa có dữ liệu", "no data yet"],
   warningAt: ["cảnh báo", "warning"],
   power: ["Điện", "Power"],
+  tideDatum: ["trên mốc Hòn Dấu · báo động 1: {alarm} cm",
+              "above the Hòn Dấu datum · alarm 1: {alarm} cm"],
 };
 
 const SCENARIOS = {

@@ -12,8 +12,18 @@ const staleS = Number(params.get("stale"));
 const STALE_MS = (Number.isFinite(staleS) && staleS > 0 ? staleS : 60) * 1000;
 const SIDE_EVERY_MS = 250;
 
+// The board is laid out for 1920×1080; other screens get it zoomed to fit.
+function fitScreen() {
+  const zoom = Math.max(0.5, Math.min(innerWidth / 1920, innerHeight / 1080));
+  document.documentElement.style.zoom = String(zoom);
+  document.documentElement.style.setProperty("--zoom", String(zoom));
+}
+fitScreen();
+
 const store = new Store();
-const view = new MapView(document.getElementById("map"), store);
+const view = new MapView(document.getElementById("map"), store,
+                         [document.getElementById("legend"),
+                          document.getElementById("conn-banner")]);
 let map = null;
 let connection = "connecting";
 let pending = { all: true, devices: new Set(), alerts: true, registry: true };
@@ -87,9 +97,21 @@ setInterval(() => {
 
 const scheme = location.protocol === "https:" ? "wss" : "ws";
 connectLive(`${scheme}://${location.host}/api/v1/live`, { onMessage, onState });
-fetchJson("/api/v1/city/map").then((value) => {
+// The geography is optional: a city file without one gets its wards' names only.
+const geometry = fetch("/api/v1/city/geometry")
+  .then((r) => (r.ok ? r.json() : null)).catch(() => null);
+let geo = null;
+Promise.all([fetchJson("/api/v1/city/map"), geometry]).then(([value, shapes]) => {
   map = value;
-  view.build(map);
+  geo = shapes;
+  view.build(map, geo);
+  pending.all = true;
+  schedule();
+});
+addEventListener("resize", () => {
+  fitScreen();
+  if (!map) return;
+  view.build(map, geo);
   pending.all = true;
   schedule();
 });
