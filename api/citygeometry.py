@@ -10,6 +10,7 @@ file.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,7 +73,7 @@ def distance_m(point: Point, line: Sequence[Sequence[float]]) -> float:
     kx = METRES_PER_DEG_LAT * math.cos(math.radians(point[1]))
     px, py = point[0] * kx, point[1] * METRES_PER_DEG_LAT
     best = math.inf
-    for (x1, y1), (x2, y2) in zip(line, line[1:], strict=False):
+    for (x1, y1), (x2, y2) in itertools.pairwise(line):
         ax, ay, bx, by = x1 * kx, y1 * METRES_PER_DEG_LAT, x2 * kx, y2 * METRES_PER_DEG_LAT
         dx, dy = bx - ax, by - ay
         length2 = dx * dx + dy * dy

@@ -66,7 +66,9 @@ def _alert(row: dict[str, Any]) -> Alert:
         updated_at=at, cleared_at=at if state is AlertState.CLEARED else None,
         metric=row["metric"], value=row["value"], threshold=row["threshold"], unit=row["unit"],
         title_vi=row["title_vi"], title_en=row["title_en"], message_vi=row["message_vi"],
-        message_en=row["message_en"])
+        message_en=row["message_en"],
+        silent_since=format_ts(int(row["silent_since_ms"])) if row.get("silent_since_ms")
+        else None)
 
 
 def shape_events(series: Iterable[Series]) -> list[Alert]:

@@ -41,9 +41,10 @@ from rules.config import RuleSet, load_rules
 from rules.engine import Engine
 from rules.lines import alert_line
 from rules.settings import RulesSettings
+from rules.silence import Silence
 from rules.store import AlertPoints, StateFile
 from rules.wording import ward_names
-from smartcity import logs
+from smartcity import control, logs
 from smartcity.alerts import Alert, AlertState, encode_alert
 from smartcity.city import City, load_city
 from smartcity.codec import Reading, decode_message
@@ -88,6 +89,7 @@ class RulesService:
         ruleset = (rules or load_rules(settings.rules_file)).with_city(city)
         self.registry = registry or city.registry()
         self.engine = Engine(ruleset, self.registry, ward_names(city))
+        self.silence = Silence(round(settings.silent_after_s * 1000))
         self.stats = Stats()
         state_dir = settings.state_dir
         self.state = StateFile(state_dir / "state.json")
@@ -108,8 +110,10 @@ class RulesService:
         root = settings.mqtt.root
         # Exhibitor devices registered at run time reach the engine through this registry.
         self.profiles = profile_filter(root)
+        self.state_topic = str(control.state_topic(root))
         self.session = Subscription(settings.mqtt, str(telemetry_filter(root)),
-                                    str(value_filter(root)), str(self.profiles))
+                                    str(value_filter(root)), str(self.profiles),
+                                    self.state_topic)
         self.subscribed = self.session.subscribed
         self.client = self._make_client()
 
@@ -169,6 +173,9 @@ class RulesService:
         if msg.topic.endswith("/profile") and self.profiles.matches(msg.topic):
             self._on_profile(msg)
             return
+        if msg.topic == self.state_topic:
+            self._on_simulator(msg)
+            return
         self.stats.received += 1
         readings: list[Reading] = []
         try:
@@ -201,6 +208,22 @@ class RulesService:
                 return
         self.session.ack(self.client, msg.mid, msg.qos, self.session.generation)
 
+    def _on_simulator(self, msg: mqtt.MQTTMessage) -> None:
+        """The simulator's clock: a story played compressed on the exhibit clock makes the
+        rules' hold times compressed alike."""
+        try:
+            state = control.decode_state(bytes(msg.payload))
+        except ContractError as e:
+            log.warning("ignored a simulator state: %s", e)
+        else:
+            exhibit = state.running and state.clock is control.Clock.EXHIBIT
+            speed = state.speed if exhibit and state.speed and not state.paused else 1.0
+            if speed != self.engine.story_speed:
+                log.info("simulated readings now count %gx: the story plays at that speed",
+                         speed)
+                self.engine.story_speed = speed
+        self.session.ack(self.client, msg.mid, msg.qos, self.session.generation)
+
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
         if getattr(reason, "is_failure", False):
@@ -223,6 +246,7 @@ class RulesService:
             if batch:
                 self._process(batch)
             if time.monotonic() >= next_beat:
+                self._tell_silent()
                 self._beat()
                 next_beat = time.monotonic() + self.settings.heartbeat_interval_s
 
@@ -250,15 +274,22 @@ class RulesService:
     def _process(self, batch: list[Item]) -> None:
         self.stats.batches += 1
         events: list[Alert] = []
+        heard: set[str] = set()
+        now = int(time.time() * 1000)
         with self._lock:
             for item in batch:
                 if item.removed is not None:
                     events.extend(self.engine.forget(item.removed))
                 for reading in item.readings:
+                    heard.add(reading.device_id)
+                    self.silence.heard(reading.device_id, now, reading.ts_ms)
                     try:
                         events.extend(self.engine.evaluate(reading))
                     except Exception:  # a bug for one reading must not stop the others
                         log.exception("could not judge %s", reading)
+            events.extend(self.silence.resumed(self.engine.active(), heard,
+                                               {e.alert_id for e in events}))
+            self.silence.forget(e.alert_id for e in events if not e.active)
         if events:
             self._store_points(events)
             if not self._publish(events):
@@ -267,6 +298,17 @@ class RulesService:
         if self._save():
             self._ack(self._unacked)
             self._unacked = []
+
+    def _tell_silent(self) -> None:
+        """Republish, with ``silent_since``, the alerts whose sensor has gone quiet."""
+        with self._lock:
+            silent = self.silence.check(self.engine.active(), int(time.time() * 1000))
+        if silent:
+            for alert in silent:
+                log.warning("%s: %s has sent nothing since %s", alert.alert_id,
+                            alert.device_id, alert.silent_since)
+            self._store_points(silent)
+            self._publish(silent)
 
     def _store_points(self, events: Sequence[Alert]) -> None:
         lines = []

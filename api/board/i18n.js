@@ -55,6 +55,8 @@ const LABELS = {
   state_nodata: ["chưa có dữ liệu", "no data yet"],
   warningAt: ["cảnh báo", "warning"],
   power: ["Điện", "Power"],
+  silentSince: ["cảm biến im lặng từ {time}", "sensor silent since {time}"],
+  atLevelFor: ["ở mức này {duration}", "at this level for {duration}"],
   tideDatum: ["trên mốc Hòn Dấu · báo động 1: {alarm} cm",
               "above the Hòn Dấu datum · alarm 1: {alarm} cm"],
 };

@@ -4,8 +4,9 @@
 import { applyStatic, lang, nameOf, setLang, t } from "./i18n.js";
 import { connectLive, fetchJson } from "./live.js";
 import { MapView } from "./map.js";
-import { renderHeader, renderSide, renderTicker } from "./panels.js";
+import { renderHeader, renderSide } from "./panels.js";
 import { Store } from "./store.js";
+import { renderTicker } from "./ticker.js";
 
 const params = new URLSearchParams(location.search);
 const staleS = Number(params.get("stale"));
@@ -46,7 +47,8 @@ function render() {
     else for (const id of work.devices) view.update(id);
     view.refreshStates(now, STALE_MS);
   }
-  if (work.all || work.alerts) renderTicker(store);
+  // every pass: the alerts' live values and times move with the readings and the clock
+  renderTicker(store, now, STALE_MS);
   if (work.all || work.registry || now - sideAt >= SIDE_EVERY_MS) {
     sideAt = now;
     renderSide(store, map, now, STALE_MS);
