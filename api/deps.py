@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.accounts import AnonymousBroker, DeviceAccounts
+from api.attract import AttractLoop
 from api.live import LiveHub
 from api.replaying import ReplaySlot
 from api.status import StatusTracker
@@ -38,6 +39,7 @@ class Services:
     accounts: DeviceAccounts = field(default_factory=AnonymousBroker)
     wards: tuple[str, ...] = ()
     live: LiveHub | None = None
+    attract: AttractLoop | None = None
 
 
 def get_services(request: Request) -> Services:

@@ -17,12 +17,14 @@ from fastapi.responses import JSONResponse
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.accounts import device_accounts
+from api.attract import AttractLoop, run_attract
 from api.deps import Services
 from api.live import LiveHub, LiveSettings, shutdown_streams
 from api.routes import alerts, board, city, health, replays, scenarios, sensors
 from api.routes import devices as device_routes
 from api.routes import live as live_routes
 from api.routes.docs import add_docs
+from api.routes.phone import router as phone_router
 from api.status import StatusTracker
 from smartcity import logs
 from smartcity.city import load_city
@@ -127,7 +129,11 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
             services = Services(settings, devices, levels, influx, probe, status,
                                 accounts=device_accounts(settings), wards=wards)
             services.live = hub
-            yield {"services": services}
+            services.attract = AttractLoop(settings.attract_idle_s)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(run_attract, services.attract, status, settings.mqtt.root)
+                yield {"services": services}
+                tasks.cancel_scope.cancel()
             await anyio.to_thread.run_sync(services.replays.stop)
         finally:
             await hub.aclose()
@@ -146,6 +152,7 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
     app.include_router(scenarios.router)
     app.include_router(live_routes.router)
     app.include_router(board.router)
+    app.include_router(phone_router)
     app.include_router(device_routes.router)
     app.include_router(device_routes.contract)
     app.add_exception_handler(InfluxUnavailable, _influx_unavailable)

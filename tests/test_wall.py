@@ -145,3 +145,37 @@ def flood_area_grows(page: Page) -> None:
     """The water at the Nguyễn Hữu Cảnh flood point is drawn as an area on the street."""
     area = page.locator("#map [data-flood-area='flood-nguyen-huu-canh']")
     expect(area).to_have_attribute("r", re.compile(r"^(?!0$)\d+(\.\d+)?$"), timeout=WAIT_MS)
+
+
+@pytest.mark.timeout(300)
+def test_a_visitors_phone_opens_the_same_live_city_from_the_qr_code_on_the_wall(
+        stack: dict[str, Service], browser: Browser) -> None:  # noqa: F811
+    base = f"http://127.0.0.1:{api_port(stack['api'])}"
+    elsewhere: list[str] = []
+    wall = open_board(browser, base, SCREENS[0], "vi")
+    qr = wall.locator("#phone-qr")
+    expect(qr).to_be_visible()
+    assert wall.evaluate("document.getElementById('phone-qr').naturalWidth") > 100
+    answer = httpx.get(f"{base}/phone/qr.svg", timeout=10)
+    assert answer.headers["content-type"] == "image/svg+xml"
+    assert answer.headers["x-phone-url"] == f"{base}/phone"
+    check_screen(wall, "qr-vi-1920x1080")
+    wall.close()
+
+    phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True,
+                             has_touch=True)
+    phone.on("request", lambda r: None if r.url.startswith((base, "data:"))
+             else elsewhere.append(r.url))
+    phone.goto(answer.headers["x-phone-url"])
+    expect(phone.locator("body")).to_have_attribute("data-ready", "1", timeout=WAIT_MS)
+    expect(phone.locator("h1")).to_have_text("Thành phố trực tuyến")
+    expect(phone.locator("#phone-roads li").first).to_contain_text(
+        re.compile(r"\d+ km/h"), timeout=WAIT_MS)
+    expect(phone.locator("#phone-tide li")).to_contain_text("mốc Hòn Dấu")
+    expect(phone.locator("#phone-flood li")).to_have_count(3)
+    phone.locator("#lang-toggle").click()
+    expect(phone.locator("h1")).to_have_text("The live city")
+    shot(phone, "phone-en-390x844")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    phone.close()
+    assert elsewhere == []

@@ -38,7 +38,7 @@ export function candidates(anchor, w, h, step, prefer = 1) {
   return out;
 }
 
-// items: [{ w, h, anchor: {x, y, r}, step, prefer, centred, previous }] in priority order; obstacles:
+// items: [{ w, h, anchor: {x, y, r}, step, prefer, centred, tries, previous }] in priority order; obstacles:
 // boxes nothing may cover (markers, overlays), each with the index of the item it belongs
 // to (its own marker does not push a label away) or -1. Returns the top-left corner of each
 // item's box, or null where it is hidden.
@@ -46,7 +46,7 @@ export function place(items, obstacles, view) {
   const placed = [];
   return items.map((item, i) => {
     const tries = item.centred ? candidates(item.anchor, item.w, item.h, item.step, 1)
-                                   .slice(0, 40)
+                                   .slice(0, item.tries ?? 40)
       : candidates(item.anchor, item.w, item.h, item.step, item.prefer).slice(1);
     if (item.previous) tries.unshift(item.previous);
     for (const [x, y] of tries) {

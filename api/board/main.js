@@ -1,6 +1,7 @@
 // The kiosk board: wires the live connection, the store and the views together.
 // Query options: ?lang=en|vi, ?stale=SECONDS (default 60).
 
+import { renderCaption } from "./caption.js";
 import { applyStatic, lang, nameOf, setLang, t } from "./i18n.js";
 import { connectLive, fetchJson } from "./live.js";
 import { MapView } from "./map.js";
@@ -24,7 +25,9 @@ fitScreen();
 const store = new Store();
 const view = new MapView(document.getElementById("map"), store,
                          [document.getElementById("legend"),
-                          document.getElementById("conn-banner")]);
+                          document.getElementById("conn-banner"),
+                          document.getElementById("caption"),
+                          document.getElementById("phone")]);
 let map = null;
 let connection = "connecting";
 let pending = { all: true, devices: new Set(), alerts: true, registry: true };
@@ -41,6 +44,8 @@ function render() {
   const now = Date.now();
   const work = pending;
   pending = { all: false, devices: new Set(), alerts: false, registry: false };
+  // the caption over the map: the labels make room for it
+  if (renderCaption(store, now) && map) view.dirty = true;
   if (map) {
     if (work.all || work.registry) view.syncDevices();
     if (work.all) view.relabel();

@@ -12,6 +12,7 @@ const GOLDEN_ANGLE = 2.399963;
 const COPY_SPREAD_PX = 16;
 const MARKER_R = 18;
 const LINE_PX = [24, 34, 26];  // name, value, detail: baselines apart
+const ALERT_EXTRA_PX = 12;
 const ALERT_RANK = { danger: 0, warning: 1, watch: 2, advisory: 3 };
 const KIND_RANK = { flood: 4, tide: 5, road: 6, device: 7, home: 8, rain: 9 };
 const AREA_RANK = { river: 10, ward: 11, place: 12, canal: 13, area: 14 };
@@ -32,7 +33,7 @@ function copyOffset(k) {
 // Water spreads on the street: the area's radius in pixels for a depth in cm.
 export function floodRadius(cm) {
   if (!(cm > 0)) return 0;
-  return Math.min(120, 16 + 2.2 * cm);
+  return Math.min(90, 14 + 1.4 * cm);
 }
 
 export class MapView {
@@ -309,6 +310,10 @@ export class MapView {
         if (node.label) {
           if (alert) node.label.dataset.alert = alert;
           else delete node.label.dataset.alert;
+          // an alert's value is set larger: its line moves down to make room
+          const valueY = LINE_PX[0] + LINE_PX[1] + (alert ? ALERT_EXTRA_PX : 0);
+          node.value.setAttribute("y", valueY);
+          node.detail?.setAttribute("y", valueY + LINE_PX[2]);
         }
         this.dirty = true;
       }
@@ -351,8 +356,9 @@ export class MapView {
       const anchor = e.node ? { x: e.node.x, y: e.node.y, r: MARKER_R + 6 }
         : { x: e.area.x, y: e.area.y, r: 0 };
       const prefer = anchor.x < this.width / 2 ? -1 : 1;  // outwards, where the land is
+      // names of places stay near where they belong, or are left out
       const item = { w: box.width, h: box.height, anchor, step: e.node ? 34 : 26, prefer,
-                     centred: !e.node };
+                     centred: !e.node, tries: e.node ? undefined : 25 };
       if (!fresh && e.g.placedAt) item.previous = e.g.placedAt;
       return item;
     });

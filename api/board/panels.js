@@ -38,7 +38,10 @@ export function renderHeader(store, now, connection) {
 
   const simMs = store.simTime(now);
   const simtime = document.getElementById("simtime");
-  setText(simtime.querySelector(".chip-label"), t("simTime"));
+  // On the exhibit clock the readings carry the wall clock's time and the story's time is
+  // shown beside it; on the engineers' clock it is the readings' own time.
+  setText(simtime.querySelector(".chip-label"),
+          t(sim?.clock === "exhibit" ? "storyTime" : "simTime"));
   setText(simtime.querySelector(".chip-value"), simMs === null ? "–" : clock(simMs));
   simtime.dataset.ms = simMs === null ? "" : String(Math.floor(simMs / 1000) * 1000);
 

@@ -33,16 +33,20 @@ export function alertNow(store, alert, now, staleMs, lang) {
     silentSince = toMs(entry.ts);
   }
   let title = lang === "en" ? alert.title_en : alert.title_vi;
-  const said = `: ${wordNumber(alert.value, lang)} ${alert.unit}`;
-  if (silentSince === null && live !== undefined && title.endsWith(said)) {
-    title = `${title.slice(0, -said.length)}: ${wordNumber(live, lang)} ${alert.unit}`;
+  let message = lang === "en" ? alert.message_en : alert.message_vi;
+  // the texts carry the value of the reading that changed the level: the live one instead
+  const said = `${wordNumber(alert.value, lang)} ${alert.unit}`;
+  if (silentSince === null && live !== undefined) {
+    const now = `${wordNumber(live, lang)} ${alert.unit}`;
+    title = title.replaceAll(said, now);
+    message = message.replaceAll(said, now);
   }
   const note = silentSince !== null
     ? t("silentSince").replace("{time}", clock(silentSince, false))
     : t("atLevelFor").replace("{duration}",
                                duration((entry ? toMs(entry.ts) : now) - toMs(alert.updated_at),
                                         lang));
-  return { title, note, silent: silentSince !== null };
+  return { title, message, note, silent: silentSince !== null };
 }
 
 let shownKey = "";
@@ -63,10 +67,12 @@ export function renderTicker(store, now, staleMs) {
   for (const node of track.querySelectorAll(".alert[data-alert]")) {
     const alert = store.alerts.get(node.dataset.alert);
     if (!alert) continue;
-    const { title, note, silent } = alertNow(store, alert, now, staleMs, lang);
+    const { title, message, note, silent } = alertNow(store, alert, now, staleMs, lang);
     const titleNode = node.querySelector(".alert-title");
+    const messageNode = node.querySelector(".alert-message");
     const noteNode = node.querySelector(".alert-now");
     if (titleNode.textContent !== title) titleNode.textContent = title;
+    if (messageNode.textContent !== message) messageNode.textContent = message;
     if (noteNode.textContent !== note) noteNode.textContent = note;
     if (silent) node.dataset.silent = "1";
     else delete node.dataset.silent;

@@ -150,6 +150,8 @@ async def _send(services: ServicesDep, body: ControlBody) -> CommandAccepted:
     if state is None or not state.running:
         raise HTTPException(409, f"no simulator is running under {root}/ (none reports on "
                                  f"{root}/control/state): start one with smartcity simulate")
+    if services.attract is not None:
+        services.attract.touch()  # an operator at the controls: the attract loop gives way
     command = command_of(body)
     topic = str(command_topic(command, root))
     try:
