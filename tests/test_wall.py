@@ -179,3 +179,61 @@ def test_a_visitors_phone_opens_the_same_live_city_from_the_qr_code_on_the_wall(
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     phone.close()
     assert elsewhere == []
+
+
+TICKER_CHECKS = """async () => {
+  const { Store } = await import("/board/store.js");
+  const { alertNow, duration, wordNumber } = await import("/board/ticker.js");
+  const { setLang } = await import("/board/i18n.js");
+  setLang("en");
+  const s = new Store();
+  const now = Date.parse("2026-12-07T10:30:00Z");
+  const device = { device_id: "f", domain: "flood", name: "f", ward: "w", site: "f",
+                   lat: 10, lon: 106, source: "simulated" };
+  const alert = { alert_id: "a", device_id: "f", level: "danger", state: "raised",
+    metric: "water_level_cm", value: 40.6, unit: "cm", threshold: 40,
+    updated_at: "2026-12-07T10:18:00.000Z",
+    title_vi: "Ngập nặng tại F: 40,6 cm", title_en: "Severe flooding at F: 40.6 cm",
+    message_vi: "Nước sâu 40,6 cm (mức nguy hiểm 40 cm).",
+    message_en: "Water 40.6 cm deep (danger level 40 cm)." };
+  s.apply({ type: "snapshot", time: now, devices: [device], statuses: [], alerts: [alert],
+            simulation: null,
+            readings: [{ type: "reading", device_id: "f", seq: 9, ts: "2026-12-07T10:29:50Z",
+                         metrics: { water_level_cm: 56.4 }, received: now - 10_000 }] }, now);
+  const out = {};
+  out.live = alertNow(s, s.alerts.get("a"), now, 60_000, "en");
+  setLang("vi");
+  out.liveVi = alertNow(s, s.alerts.get("a"), now, 60_000, "vi");
+  setLang("en");
+  out.stale = alertNow(s, s.alerts.get("a"), now + 120_000, 60_000, "en");
+  s.apply({ type: "alert", ...alert, silent_since: "2026-12-07T10:20:00.000Z" }, now);
+  out.told = alertNow(s, s.alerts.get("a"), now, 60_000, "en");
+  out.words = [wordNumber(32, "vi"), wordNumber(32.5, "vi"), wordNumber(1234.5, "en"),
+               duration(65 * 60_000, "en"), duration(5 * 60_000, "vi")];
+  return out;
+}"""
+
+
+def test_the_ticker_tells_the_live_value_the_time_at_level_and_silence(
+        browser: Browser) -> None:  # noqa: F811
+    from tests.test_board import BOARD
+
+    page = browser.new_page()
+    page.route("http://board.test/**", lambda route: route.fulfill(
+        path=BOARD / route.request.url.rsplit("/", 1)[1], content_type="text/javascript")
+        if route.request.url.endswith(".js") else route.fulfill(body="<!doctype html>",
+                                                                content_type="text/html"))
+    page.goto("http://board.test/")
+    out = page.evaluate(TICKER_CHECKS)
+    # the value now, not the one at the last level change; eleven minutes at the level
+    assert out["live"]["title"] == "Severe flooding at F: 56.4 cm"
+    assert out["live"]["message"] == "Water 56.4 cm deep (danger level 40 cm)."
+    assert out["live"]["note"] == "at this level for 11 min" and not out["live"]["silent"]
+    assert out["liveVi"]["title"] == "Ngập nặng tại F: 56,4 cm"
+    # no reading for longer than the board's stale time: silent since the last one
+    assert out["stale"]["silent"] and out["stale"]["note"].startswith("sensor silent since ")
+    assert out["stale"]["title"] == "Severe flooding at F: 40.6 cm"  # not passed off as now
+    # the rules service said so: since the time it gives (17:20 in Ho Chi Minh City)
+    assert out["told"]["note"] == "sensor silent since 17:20:00"
+    assert out["words"] == ["32", "32,5", "1235", "1 h 5 min", "5 phút"]
+    page.close()

@@ -38,8 +38,9 @@ export function alertNow(store, alert, now, staleMs, lang) {
   const said = `${wordNumber(alert.value, lang)} ${alert.unit}`;
   if (silentSince === null && live !== undefined) {
     const now = `${wordNumber(live, lang)} ${alert.unit}`;
-    title = title.replaceAll(said, now);
-    message = message.replaceAll(said, now);
+    // the value comes first in the texts, before the threshold it crossed
+    title = title.replace(said, now);
+    message = message.replace(said, now);
   }
   const note = silentSince !== null
     ? t("silentSince").replace("{time}", clock(silentSince, false))
