@@ -14,8 +14,9 @@ const MARKER_R = 18;
 const LINE_PX = [24, 34, 26];  // name, value, detail: baselines apart
 const ALERT_EXTRA_PX = 12;
 const ALERT_RANK = { danger: 0, warning: 1, watch: 2, advisory: 3 };
-const KIND_RANK = { flood: 4, tide: 5, road: 6, device: 7, home: 8, rain: 9 };
-const AREA_RANK = { river: 10, ward: 11, place: 12, canal: 13, area: 14 };
+// what a visitor must find first; the river and the wards' names make the city recognisable
+const KIND_RANK = { flood: 4, tide: 5, road: 7, device: 8, home: 10, rain: 11 };
+const AREA_RANK = { river: 6, ward: 9, place: 12, canal: 13, area: 14 };
 
 function el(tag, attrs = {}, parent = null) {
   const node = document.createElementNS(SVG, tag);
@@ -58,9 +59,11 @@ export class MapView {
     this.height = height;
     this.svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
     this.svg.replaceChildren();
-    const b = wardBounds(geo, map.bounds);
-    const bounds = { south: Math.min(b.south, map.bounds.south), north: Math.max(b.north, map.bounds.north),
-                     west: Math.min(b.west, map.bounds.west), east: Math.max(b.east, map.bounds.east) };
+    // The places fill the view; the wards' outlines run on past its edges, as on any map.
+    const b = geo ? wardBounds(geo, map.bounds) : map.bounds;
+    const bounds = { south: Math.max(b.south, map.bounds.south),
+                     north: Math.min(b.north, map.bounds.north),
+                     west: Math.max(b.west, map.bounds.west), east: Math.min(b.east, map.bounds.east) };
     const project = this.project = projection(bounds, width, height);
 
     el("rect", { class: "land", x: 0, y: 0, width, height }, this.svg);
@@ -358,7 +361,7 @@ export class MapView {
       const prefer = anchor.x < this.width / 2 ? -1 : 1;  // outwards, where the land is
       // names of places stay near where they belong, or are left out
       const item = { w: box.width, h: box.height, anchor, step: e.node ? 34 : 26, prefer,
-                     centred: !e.node, tries: e.node ? undefined : 25 };
+                     centred: !e.node, tries: e.node ? undefined : 40 };
       if (!fresh && e.g.placedAt) item.previous = e.g.placedAt;
       return item;
     });
