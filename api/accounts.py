@@ -1,7 +1,7 @@
 """The broker edge of device registration: issuing, rotating and revoking device accounts.
 
 On the exhibit broker every device has its own account, managed through Mosquitto's dynamic
-security plugin with the api's MQTT account (:class:`smartcity.dynsec.DynSecAdmin`). A
+security plugin with the api's MQTT account (:class:`broker.dynsec.DynSecAdmin`). A
 development broker that takes anonymous clients issues nothing. Calls block (a broker round
 trip): the routes run them on a worker thread.
 """
@@ -14,11 +14,11 @@ from smartcity.settings import ApiSettings, MqttSettings
 from smartcity.topics import Domain
 
 if TYPE_CHECKING:
-    from smartcity.dynsec import DeviceCredentials, DynSecAdmin
+    from broker.dynsec import DeviceCredentials, DynSecAdmin
 
 
 def _admin(settings: MqttSettings, timeout_s: float) -> DynSecAdmin:
-    from smartcity.dynsec import DynSecAdmin
+    from broker.dynsec import DynSecAdmin
 
     return DynSecAdmin(settings, timeout_s=timeout_s)
 

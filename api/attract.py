@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from api.status import NotPublished, StatusTracker
+from api.link import MqttLink, NotPublished
 from smartcity.control import (
     Clock,
     ControlBody,
@@ -96,17 +96,17 @@ class AttractLoop:
         return f"attract-{next(self._ids)}"
 
 
-async def run_attract(loop: AttractLoop, status: StatusTracker, root: str,
+async def run_attract(loop: AttractLoop, link: MqttLink, root: str,
                       every_s: float = 1.0) -> None:
     """Send the loop's commands while a simulator runs; until cancelled."""
     while True:
         await anyio.sleep(every_s)
-        state = status.simulator()
-        if not status.connected or state is None or not state.running:
+        state = link.simulator()
+        if not link.connected or state is None or not state.running:
             continue
         for body in loop.due():
             topic = str(command_topic(command_of(body), root))
             try:
-                await anyio.to_thread.run_sync(status.publish, topic, encode_command(body))
+                await anyio.to_thread.run_sync(link.publish, topic, encode_command(body))
             except NotPublished as e:
                 log.warning("attract loop: %s not delivered: %s", topic, e)

@@ -13,9 +13,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TypedDict
 
-from api.schemas import Bounds, CityMap, Location, MapFloodSite, MapPlace, MapRoad, MapWard
-from rules.config import RuleSet
+from api.models.city import Bounds, CityMap, MapFloodSite, MapPlace, MapRoad, MapWard
+from api.models.sensors import Location
 from smartcity.city import DOMAIN_OF, City, Place, Road
+from smartcity.rulefile import RuleSet
 from smartcity.topics import Domain
 
 MARGIN = 0.08  # of the span, on every side

@@ -5,14 +5,23 @@ the api (the same endpoints as ``/api/v1/devices``, with the admin token).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
 import httpx
 import orjson
+from pydantic import Field, SecretStr
+
+from smartcity.settings import Settings
 
 DEFAULT_API = "http://127.0.0.1:8000"
+
+
+class ClientSettings(Settings):
+    """What ``smartcity devices`` reads: where the api is and the admin token."""
+
+    api_url: str = Field(default=DEFAULT_API, alias="SMARTCITY_API_URL")
+    admin_token: SecretStr | None = Field(default=None, alias="SMARTCITY_ADMIN_TOKEN")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,14 +46,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         actions.add_parser(name, help=text).add_argument("device_id")
 
 
-def _token() -> dict[str, str]:
-    token = os.environ.get("SMARTCITY_ADMIN_TOKEN", "")
+def _token(settings: ClientSettings) -> dict[str, str]:
+    token = settings.admin_token.get_secret_value() if settings.admin_token else ""
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def _call(args: argparse.Namespace) -> httpx.Response:
-    base = (args.api or os.environ.get("SMARTCITY_API_URL") or DEFAULT_API).rstrip("/")
-    with httpx.Client(base_url=base, headers=_token(), timeout=15.0) as http:
+def _call(args: argparse.Namespace, settings: ClientSettings) -> httpx.Response:
+    base = (args.api or settings.api_url or DEFAULT_API).rstrip("/")
+    with httpx.Client(base_url=base, headers=_token(settings), timeout=15.0) as http:
         if args.action == "add":
             body = {"name": args.name, "name_en": args.name_en, "domain": args.domain,
                     "location": {"lat": args.lat, "lon": args.lon}, "metrics": args.metrics,
@@ -108,10 +117,10 @@ def _print(args: argparse.Namespace, data: Any) -> None:
         print(f"removed {args.device_id}; its account is revoked")
 
 
-def devices_main(args: argparse.Namespace) -> int:
+def devices_main(args: argparse.Namespace, settings: ClientSettings | None = None) -> int:
     """0 on success; 1 when the api refused (its reason printed); 3 when it is unreachable."""
     try:
-        response = _call(args)
+        response = _call(args, settings or ClientSettings())
     except httpx.HTTPError as e:
         print(f"smartcity devices: cannot reach the api: {e}", file=sys.stderr)
         return 3

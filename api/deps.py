@@ -15,14 +15,14 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.accounts import AnonymousBroker, DeviceAccounts
 from api.attract import AttractLoop
+from api.link import MqttLink
 from api.live import LiveHub
 from api.replaying import ReplaySlot
-from api.status import StatusTracker
 from smartcity.errors import ContractError
 from smartcity.ids import ID_PATTERN, check_id
-from smartcity.influx import AsyncInfluxClient
 from smartcity.registry import DeviceInfo, Registry
 from smartcity.settings import ApiSettings
+from storage.influx import AsyncInfluxClient
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Services:
     warning_levels: Mapping[str, float]
     influx: AsyncInfluxClient
     influx_probe: InfluxDBClient
-    status: StatusTracker
+    link: MqttLink
     replays: ReplaySlot = field(default_factory=ReplaySlot)
     accounts: DeviceAccounts = field(default_factory=AnonymousBroker)
     wards: tuple[str, ...] = ()
@@ -58,13 +58,13 @@ def get_registry(services: ServicesDep) -> Registry:
     return services.registry
 
 
-def get_status(services: ServicesDep) -> StatusTracker:
-    return services.status
+def get_link(services: ServicesDep) -> MqttLink:
+    return services.link
 
 
 InfluxDep = Annotated[AsyncInfluxClient, Depends(get_influx)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
-StatusDep = Annotated[StatusTracker, Depends(get_status)]
+LinkDep = Annotated[MqttLink, Depends(get_link)]
 
 
 def now_ms() -> int:

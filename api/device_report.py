@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from api.registration import REJECTIONS_MEASUREMENT, Rejected
+from api.models.devices import Rejected
+from api.registration import REJECTIONS_MEASUREMENT
 from smartcity.ids import check_id
-from smartcity.influx import AsyncInfluxClient, Series, quote_ident, quote_literal
 from smartcity.models import format_ts
 from smartcity.registry import DeviceInfo
+from storage.influx import AsyncInfluxClient, Series, quote_ident, quote_literal
 
 LAST_REJECTED = 10
 

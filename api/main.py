@@ -19,18 +19,18 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from api.accounts import device_accounts
 from api.attract import AttractLoop, run_attract
 from api.deps import Services
-from api.live import LiveHub, LiveSettings, shutdown_streams
-from api.routes import alerts, board, city, health, replays, scenarios, sensors
+from api.link import MqttLink
+from api.live import LiveHub, shutdown_streams
+from api.routes import alerts, board, city, health, metrics, replays, scenarios, sensors
 from api.routes import devices as device_routes
 from api.routes import live as live_routes
 from api.routes.docs import add_docs
 from api.routes.phone import router as phone_router
-from api.status import StatusTracker
 from smartcity import logs
 from smartcity.city import load_city
-from smartcity.influx import AsyncInfluxClient, InfluxRejected, InfluxUnavailable
 from smartcity.registry import Registry
 from smartcity.settings import ApiSettings, InfluxSettings
+from storage.influx import AsyncInfluxClient, InfluxRejected, InfluxUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +101,9 @@ async def _influx_rejected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(settings: ApiSettings, registry: Registry | None = None, *,
-               warning_levels: Mapping[str, float] | None = None,
-               live: LiveSettings | None = None) -> FastAPI:
+               warning_levels: Mapping[str, float] | None = None) -> FastAPI:
     """The api. ``registry`` defaults to the city file's devices; ``warning_levels`` (flood
-    device id -> warning depth in cm) then default to its flood sites' levels; ``live``
-    (the live stream's settings) to the ``SMARTCITY_LIVE_*`` variables."""
-    live_settings = live or LiveSettings()
+    device id -> warning depth in cm) then default to its flood sites' levels."""
     city_ = load_city(settings.city_file, scale=settings.scale)
     wards = tuple(w.id for w in city_.wards)
     if registry is None:
@@ -118,26 +115,26 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        status = StatusTracker(settings.mqtt)
-        hub = LiveHub(live_settings, devices, status)  # on status's connection: one, not two
-        status.start()
+        link = MqttLink(settings.mqtt)
+        hub = LiveHub(settings.live, devices, link)  # on the link's connection: one, not two
+        link.start()
         await hub.start()
         app.state.live = hub
         influx = AsyncInfluxClient(settings.influx)
         probe = _influx_probe(settings.influx)
         try:
-            services = Services(settings, devices, levels, influx, probe, status,
+            services = Services(settings, devices, levels, influx, probe, link,
                                 accounts=device_accounts(settings), wards=wards)
             services.live = hub
             services.attract = AttractLoop(settings.attract_idle_s)
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(run_attract, services.attract, status, settings.mqtt.root)
+                tasks.start_soon(run_attract, services.attract, link, settings.mqtt.root)
                 yield {"services": services}
                 tasks.cancel_scope.cancel()
             await anyio.to_thread.run_sync(services.replays.stop)
         finally:
             await hub.aclose()
-            await anyio.to_thread.run_sync(status.stop)
+            await anyio.to_thread.run_sync(link.stop)
             await influx.aclose()
             probe.close()  # type: ignore[no-untyped-call]  # unannotated upstream
 
@@ -145,6 +142,7 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
                   openapi_tags=TAGS, lifespan=lifespan, docs_url=None, redoc_url=None)
     add_docs(app)
     app.include_router(sensors.router)
+    app.include_router(metrics.router)
     app.include_router(city.router)
     app.include_router(alerts.router)
     app.include_router(replays.router)

@@ -1,9 +1,9 @@
 """InfluxQL builders and result shaping: pure functions, no I/O.
 
 Every value that reaches a query is validated here first (ids by the id rule, metrics from
-the domain's model, durations by a regex, times parsed to epoch ms) and then quoted, so a
-request can never change a query's meaning. Problems raise :class:`ContractError` naming
-the query parameter at fault; the routes turn that into a 422.
+the domain's model, durations by the contract's parser, times parsed to epoch ms) and then
+quoted, so a request can never change a query's meaning. Problems raise
+:class:`ContractError` naming the query parameter at fault; the routes turn that into a 422.
 
 InfluxDB 1.x returns the time of the interval's start, not of the point, when one SELECT
 holds several selectors (``last(a), last(b)``), so "latest" asks one statement per metric,
@@ -17,11 +17,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from smartcity.durations import UNIT_S, parse_duration
 from smartcity.errors import ContractError, FieldProblem
 from smartcity.ids import check_id
-from smartcity.influx import Series, quote_ident, quote_literal
+from smartcity.metrics import CATALOGUE
 from smartcity.models import TELEMETRY_MODELS, Source, format_ts, parse_ts
 from smartcity.topics import Domain
+from storage.influx import Series, quote_ident, quote_literal
 
 LAST_SEEN_WINDOW = "30d"
 """How far back "last seen" and "latest" look; older devices show as never seen."""
@@ -33,17 +35,12 @@ DECIMALS = 3
 two, and a display should not show 38.459999999999994."""
 DEFAULT_HISTORY = "1h"
 
-_DURATION_RE = re.compile(r"([1-9][0-9]{0,9})(ms|s|m|h|d|w)")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
-            "w": 604_800_000}
 # Nanoseconds in an int64 last 292 years; InfluxDB rejects longer durations.
 MAX_DURATION_MS = 100 * 365 * 86_400_000
 _NICE_EVERY = ("1s", "5s", "10s", "15s", "30s", "1m", "2m", "5m", "10m", "15m", "30m",
                "1h", "2h", "3h", "6h", "12h", "1d", "2d", "1w", "2w", "4w")
 # A '+' in a query string arrives as a space when the client did not percent-encode it.
 _SPACE_OFFSET_RE = re.compile(r"(T[0-9:.]+) ([0-9]{2}:?[0-9]{2})")
-_UNITS = (("_veh_h", "veh/h"), ("_mm_h", "mm/h"), ("_kmh", "km/h"), ("_ugm3", "µg/m³"),
-          ("_pct", "%"), ("_ppm", "ppm"), ("_cm", "cm"), ("_c", "°C"), ("_w", "W"))
 
 
 class Agg(StrEnum):
@@ -71,28 +68,26 @@ def check_metric(domain: Domain, metric: str, field: str = "metric") -> str:
 
 
 def unit_of(metric: str) -> str:
-    """The unit a metric's name ends with (``water_level_cm`` -> ``cm``)."""
-    for suffix, unit in _UNITS:
-        if metric.endswith(suffix):
-            return unit
-    return ""
-
-
-def describe_metric(domain: Domain, metric: str) -> str:
-    return TELEMETRY_MODELS[domain].model_fields[metric].description or ""
+    """The unit a metric is in, as people read it (``flow_veh_h`` -> ``veh/h``)."""
+    m = CATALOGUE.get(metric)
+    return m.unit if m else ""
 
 
 # --- durations and times -----------------------------------------------------------------
 
-def parse_duration(text: str, field: str = "every") -> int:
-    """``30s``, ``5m``, ``1h``... to milliseconds."""
-    m = _DURATION_RE.fullmatch(text)
-    if m is None:
-        raise _problem(field, f"{text[:40]!r} is not a duration: use a whole number and one of "
-                              "the units ms, s, m, h, d, w (30s, 5m, 1h)", "bad duration")
-    ms = int(m[1]) * _UNIT_MS[m[2]]
+def duration_ms(text: str, field: str = "every") -> int:
+    """A duration (:func:`smartcity.durations.parse_duration`) in whole milliseconds, above
+    zero and at most 100 years."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        raise _problem(field, str(e), "bad duration") from None
+    ms = round(seconds * 1000)
+    if ms < 1 or abs(seconds * 1000 - ms) > 1e-6:
+        raise _problem(field, f"{text[:40]!r} is not a duration of whole milliseconds above "
+                              "zero (30s, 5m, 1h)", "bad duration")
     if ms > MAX_DURATION_MS:
-        raise _problem(field, f"{text!r} is longer than 100 years", "bad duration")
+        raise _problem(field, f"{text[:40]!r} is longer than 100 years", "bad duration")
     return ms
 
 
@@ -103,7 +98,7 @@ def parse_time(text: str, now_ms: int, field: str) -> int:
         return now_ms
     relative = re.fullmatch(r"(?:now)?-(.+)", text)
     if relative:
-        ms = now_ms - parse_duration(relative[1], field)
+        ms = now_ms - duration_ms(relative[1], field)
     else:
         try:
             ms = parse_ts(int(text) if text.isdigit() else _SPACE_OFFSET_RE.sub(r"\1+\2", text))
@@ -121,7 +116,7 @@ def format_span(ms: int) -> str:
     """``90061000`` -> ``1d1h1m1s``; what a duration parameter would say, roughly."""
     parts = []
     for unit in ("d", "h", "m", "s"):
-        n, ms = divmod(ms, _UNIT_MS[unit])
+        n, ms = divmod(ms, round(UNIT_S[unit] * 1000))
         if n:
             parts.append(f"{n}{unit}")
     return "".join(parts) or f"{ms}ms"
@@ -135,7 +130,7 @@ def bucket_count(start_ms: int, end_ms: int, every_ms: int) -> int:
 def default_every(start_ms: int, end_ms: int) -> str:
     """The finest round interval giving at most about :data:`TARGET_BUCKETS` buckets."""
     for every in _NICE_EVERY:
-        if bucket_count(start_ms, end_ms, parse_duration(every)) <= TARGET_BUCKETS:
+        if bucket_count(start_ms, end_ms, duration_ms(every)) <= TARGET_BUCKETS:
             return every
     return _NICE_EVERY[-1]
 
@@ -159,17 +154,17 @@ def plan_history(domain: Domain, device_id: str, metric: str, agg: Agg, start: s
     check_metric(domain, metric)
     end_ms = parse_time(end, now_ms, "end") if end else now_ms
     start_ms = (parse_time(start, now_ms, "start") if start
-                else end_ms - parse_duration(DEFAULT_HISTORY))
+                else end_ms - duration_ms(DEFAULT_HISTORY))
     if start_ms >= end_ms:
         raise _problem("start", f"start ({format_ts(start_ms)}) must be before end "
                                 f"({format_ts(end_ms)})", "bad time range")
     every = every or default_every(start_ms, end_ms)
-    every_ms = parse_duration(every, "every")
+    every_ms = duration_ms(every, "every")
     buckets = bucket_count(start_ms, end_ms, every_ms)
     if buckets > MAX_BUCKETS:
         least = _NICE_EVERY[-1]
         for nice in _NICE_EVERY:
-            if bucket_count(start_ms, end_ms, parse_duration(nice)) <= MAX_BUCKETS:
+            if bucket_count(start_ms, end_ms, duration_ms(nice)) <= MAX_BUCKETS:
                 least = nice
                 break
         span = format_span(end_ms - start_ms)
@@ -181,9 +176,18 @@ def plan_history(domain: Domain, device_id: str, metric: str, agg: Agg, start: s
 
 # --- query builders ----------------------------------------------------------------------
 
+def influx_duration(ms: int) -> str:
+    """``900000`` -> ``15m``: a duration literal of InfluxQL, in its largest exact unit."""
+    for unit in ("w", "d", "h", "m", "s"):
+        unit_ms = round(UNIT_S[unit] * 1000)
+        if ms % unit_ms == 0:
+            return f"{ms // unit_ms}{unit}"
+    return f"{ms}ms"
+
+
 def _window(window: str) -> str:
-    parse_duration(window, "window")
-    return window
+    # InfluxQL gets the duration as we read it, never the text as it came.
+    return influx_duration(duration_ms(window, "window"))
 
 
 def _where_device(device_id: str) -> str:
@@ -214,11 +218,11 @@ def latest_query(domain: Domain, device_id: str, window: str = LAST_SEEN_WINDOW)
 
 def history_query(plan: HistoryPlan) -> str:
     metric = quote_ident(check_metric(plan.domain, plan.metric))
-    parse_duration(plan.every)
+    every = influx_duration(duration_ms(plan.every))
     return (f"SELECT {Agg(plan.agg).value}({metric}) AS \"value\" "
             f"FROM {quote_ident(plan.domain.value)} WHERE {_where_device(plan.device_id)} "
             f"AND time >= {int(plan.start_ms)}ms AND time < {int(plan.end_ms)}ms "
-            f"GROUP BY time({plan.every}) fill(none)")
+            f"GROUP BY time({every}) fill(none)")
 
 
 def last_values_query(metrics: Mapping[Domain, Sequence[str]], window: str) -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from statistics import fmean
 
-from api.queries import DECIMALS, LastValues
-from api.schemas import (
+from api.models.city import (
     CitySummary,
     Extreme,
     FloodSummary,
@@ -15,6 +14,7 @@ from api.schemas import (
     TrafficSummary,
     WeatherSummary,
 )
+from api.queries import DECIMALS, LastValues
 from smartcity.city import FloodSite
 from smartcity.models import format_ts
 from smartcity.registry import DeviceInfo, Registry

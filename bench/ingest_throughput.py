@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Ingest throughput: the highest QoS 1 rate at which every message reaches InfluxDB.
 
-Starts a private Mosquitto and influxd (smartcity.servers, the same broker tuning as the
+Starts a private Mosquitto and influxd (launcher.servers, the same broker tuning as the
 stack) in a temporary directory, then for each offered rate of a ladder publishes a stream of
 QoS 1 telemetry from every registered device for ``--seconds`` and measures, one after the
 other on the same stream:
@@ -61,7 +61,7 @@ SLICE_S = 0.005  # the publisher sends what is due every 5 ms
 def child_setup() -> None:
     """In a child process: die with the bench, and leave Ctrl-C to the bench, which stops
     its children in order."""
-    from smartcity.servers import kill_on_parent_death
+    from launcher.servers import kill_on_parent_death
 
     kill_on_parent_death()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -421,9 +421,9 @@ class Bench:
     # servers
 
     def start_servers(self) -> None:
-        from smartcity.influx import InfluxClient
-        from smartcity.servers import Influxd, Mosquitto, start_with_retry
+        from launcher.servers import Influxd, Mosquitto, start_with_retry
         from smartcity.settings import InfluxSettings
+        from storage.influx import InfluxClient
 
         self.mosquitto = start_with_retry(Mosquitto, self.workdir / "mosquitto")
         self.influxd = start_with_retry(Influxd, self.workdir / "influxd")
@@ -564,7 +564,7 @@ class Bench:
         return step
 
     def run_ingest(self, rate: int) -> Step:
-        from smartcity.influx import quote_ident
+        from storage.influx import quote_ident
 
         root, base_ms = self.next_names("ingest", rate)
         db = root
@@ -602,7 +602,7 @@ class Bench:
         return step
 
     def start_ingest(self, root: str, db: str, log_path: Path) -> subprocess.Popen[bytes]:
-        from smartcity.servers import kill_on_parent_death as pdeathsig
+        from launcher.servers import kill_on_parent_death as pdeathsig
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCITY_")
                or k.startswith("SMARTCITY_INGEST_")}  # caller may tune ingest: BATCH_SIZE...
@@ -729,7 +729,7 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    from smartcity.servers import find_binary
+    from launcher.servers import find_binary
 
     def first_line(argv: list[str]) -> str:
         try:
@@ -814,7 +814,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path,
                    help="keep servers' data and ingest logs here (default: a temp dir, removed)")
     p.add_argument("--ingest-cmd", nargs="+",
-                   default=[sys.executable, "-m", "smartcity.cli", "ingest"],
+                   default=[sys.executable, "-m", "launcher.cli", "ingest"],
                    help="how to run ingest (default: %(default)s)")
     args = p.parse_args(argv)
     if args.rates is None:

@@ -2,8 +2,8 @@
 """The live stream under load: many screens on ``WS /api/v1/live`` while the broker carries
 a fast stream of readings, and whether the api still answers ``/healthz`` meanwhile.
 
-Starts a private Mosquitto (smartcity.servers, the stack's broker tuning) in a temporary
-directory and the real api (``python -m smartcity.cli api``) on a free port, with InfluxDB
+Starts a private Mosquitto (launcher.servers, the stack's broker tuning) in a temporary
+directory and the real api (``python -m launcher.cli api``) on a free port, with InfluxDB
 left unreachable (the live stream needs none). A child process connects ``--clients``
 WebSocket screens (``websockets``, asyncio) that read everything; a raw MQTT 3.1.1 QoS 0
 publisher (pre-encoded packets, so the instrument takes little CPU) sends readings of every
@@ -56,8 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mqttwire import connect_packet, publish_packet  # bench/mqttwire.py, beside this file
 
+from launcher.servers import Mosquitto, free_port, start_with_retry
 from smartcity.city import load_city
-from smartcity.servers import Mosquitto, free_port, start_with_retry
 
 ROOT = "bench"
 METRIC = {"home": "power_w", "traffic": "speed_kmh", "flood": "water_level_cm",
@@ -223,7 +223,7 @@ def start_api(broker: Mosquitto, port: int, scale: int, log: Path) -> subprocess
             "SMARTCITY_SCALE": str(scale), "SMARTCITY_LOG_LEVEL": "WARNING",
             "SMARTCITY_DATA_DIR": str(log.parent / "var"), "PYTHONUNBUFFERED": "1"}
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "smartcity.cli", "api", "--port",
+        proc = subprocess.Popen([sys.executable, "-m", "launcher.cli", "api", "--port",
                                  str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while True:

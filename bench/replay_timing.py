@@ -28,9 +28,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from launcher.servers import Mosquitto, find_binary, start_with_retry
 from recorder import Header, Record, RecordingWriter, Replayer, ReplayOptions
 from smartcity.models import format_ts
-from smartcity.servers import Mosquitto, find_binary, start_with_retry
 from smartcity.settings import MqttSettings
 
 ROOT = "bench"

@@ -2,7 +2,7 @@
 """Simulator throughput: device messages per second one simulator process sustains into a
 real Mosquitto, for a few ``--scale`` values.
 
-Starts a private Mosquitto (smartcity.servers, the stack's broker tuning) in a temporary
+Starts a private Mosquitto (launcher.servers, the stack's broker tuning) in a temporary
 directory and, per scale, runs the simulator in this process as fast as the broker
 acknowledges (``speed = inf``: the simulated clock never waits) while a subscriber in another
 process counts the telemetry that comes out of the broker. Every device keeps its own MQTT
@@ -34,10 +34,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from launcher.servers import Mosquitto, start_with_retry
 from simulators import runner
 from simulators.runner import SEEDED_START_MS
 from smartcity.city import load_city
-from smartcity.servers import Mosquitto, start_with_retry
 from smartcity.settings import MqttSettings, SimulatorSettings
 
 IDLE_S = 3.0  # the subscriber gives up this long after the last message

@@ -37,10 +37,10 @@ from panels import (
     value_mappings,
 )
 
-from rules.config import Rule, RuleSet, load_rules
 from smartcity.city import City, load_city
 from smartcity.models import TELEMETRY_MODELS
 from smartcity.registry import DeviceInfo
+from smartcity.rulefile import Rule, RuleSet, load_rules
 from smartcity.topics import Domain
 
 HERE = Path(__file__).resolve().parent

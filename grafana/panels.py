@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from rules.config import Rule
 from smartcity.alerts import AlertLevel
+from smartcity.metrics import CATALOGUE
+from smartcity.rulefile import Rule
 
 Json = dict[str, Any]
 
@@ -19,22 +20,21 @@ LEVEL_COLORS = {AlertLevel.ADVISORY: "blue", AlertLevel.WATCH: "yellow",
                 AlertLevel.WARNING: "orange", AlertLevel.DANGER: "red"}
 CALM = "green"
 
-# What each metric is shown in: Grafana unit ids, or "suffix:" for units Grafana has none of.
-UNITS = {
-    "power_w": "watt",
-    "temperature_c": "celsius",
-    "humidity_pct": "humidity",
-    "pm25_ugm3": "conμgm3",  # sic: Grafana's id has a Greek mu (U+03BC), not the micro sign
-    "co2_ppm": "ppm",
-    "battery_pct": "percent",
-    "speed_kmh": "velocitykmh",
-    "occupancy_pct": "percent",
-    "flow_veh_h": "suffix:xe/h",
-    "water_level_cm": "suffix:cm",
-    "river_level_cm": "suffix:cm",
-    "rain_mm_h": "suffix:mm/h",
-    "wind_kmh": "velocitykmh",
+# Grafana's ids for the catalogue's units (relative humidity by its SenML unit: Grafana shows
+# it apart from other percentages); a unit Grafana has none of is shown as a suffix, in
+# Vietnamese like the rest of the boards.
+_GRAFANA_UNIT_IDS = {
+    "%RH": "humidity",
+    "W": "watt",
+    "°C": "celsius",
+    "µg/m³": "conμgm3",  # sic: Grafana's id has a Greek mu (U+03BC), not the micro sign
+    "ppm": "ppm",
+    "%": "percent",
+    "km/h": "velocitykmh",
 }
+UNITS = {name: _GRAFANA_UNIT_IDS.get(m.senml.unit or "")
+         or _GRAFANA_UNIT_IDS.get(m.unit, f"suffix:{m.unit_in('vi')}")
+         for name, m in CATALOGUE.items()}
 
 LEVEL_TEXT = {
     "advisory": ("Lưu ý · Advisory", "blue"),

@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ingest.lineprotocol import LineFormatter, LineProtocolError
 from smartcity.codec import decode_message
 from smartcity.errors import ContractError, FieldProblem, MqttReasonCode, Reason, reason_code
 from smartcity.registry import Registry
 from smartcity.topics import device_id_from_topic
+from storage.lineprotocol import LineFormatter, LineProtocolError
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,24 +20,36 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from broker.mqtt import Session, Subscription, new_client, start
 from ingest.judge import Accepted, Judge, Rejection
-from ingest.lineprotocol import rejection_line
-from ingest.spool import Spool
 from ingest.stats import Stats
-from ingest.writer import BatchWriter, Item, PointWriter
 from smartcity import logs
 from smartcity.city import load_city
 from smartcity.codec import dump
 from smartcity.errors import ContractError
-from smartcity.influx import InfluxClient, InfluxError
 from smartcity.models import DeviceError, ProblemOut, format_ts
-from smartcity.mqtt import Subscription, connect_persistent, persistent_client
 from smartcity.profiles import Change, apply_profile, decode_profile
 from smartcity.registry import Registry
 from smartcity.settings import IngestSettings
 from smartcity.topics import errors_topic, profile_filter, telemetry_filter, value_filter
+from storage.influx import InfluxClient, InfluxError
+from storage.lineprotocol import LineProtocolError, point_line, rejection_line
+from storage.outbox import Outbox
+from storage.spool import Spool
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Item:
+    # What to store for the message: its readings' points (several lines for a SenML pack),
+    # a rejection's record, or None; acknowledged with the batch it arrived in either way.
+    line: str | None
+    mid: int
+    qos: int
+    generation: int  # the MQTT connection it arrived on; acks never cross connections
+    points: int = 1  # readings among the lines, for the stored/spooled counters
+
 
 STATS_MEASUREMENT = "ingest_stats"
 
@@ -66,17 +78,17 @@ class ReportLimiter:
 
 
 class IngestService:
-    def __init__(self, settings: IngestSettings, registry: Registry,
-                 sink: PointWriter | None = None) -> None:
+    def __init__(self, settings: IngestSettings, registry: Registry) -> None:
         self.settings = settings
         self.stats = Stats()
         self.judge = Judge(registry, settings.mqtt.root, settings.max_payload_bytes)
         self.influx = InfluxClient(settings.influx)
         state = settings.state_dir
         self.spool = Spool(state / "spool", settings.spool_max_bytes)
-        self.writer = BatchWriter(sink or self.influx, self._ack, self.spool,
-                                  state / "dead-letter", self.stats, settings.batch_size,
-                                  settings.batch_interval_s)
+        self.writer: Outbox[Item] = Outbox(
+            self.influx, self.spool, state / "dead-letter", self.stats, ack=self._ack,
+            batch_size=settings.batch_size, batch_interval_s=settings.batch_interval_s,
+            name="ingest-writer")
         self.heartbeat_path = state / "heartbeat.json"
         self._reports = ReportLimiter()
         self._stop_stats = threading.Event()
@@ -88,14 +100,14 @@ class IngestService:
         self.profile_changes = 0  # exhibitor devices added, updated or removed at run time
         self._last_rejection_ms: dict[str, int] = {}
         # Profiles are not shared: every ingest worker needs every device.
-        self.session = Subscription(settings.mqtt, str(telemetry_filter(root, group)),
-                                    str(value_filter(root, group)), str(self.profiles))
+        self.session = Subscription(settings.mqtt, telemetry_filter(root, group),
+                                    value_filter(root, group), self.profiles)
         self.subscribed = self.session.subscribed
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
-        client = persistent_client(s.mqtt, s.client_id)
+        client = new_client(s.mqtt, s.client_id, manual_ack=True)
         self.session.attach(client)
         client.on_message = self._on_message
         # paho keeps its own bounded queue of outgoing QoS 1 messages (error reports here).
@@ -107,10 +119,8 @@ class IngestService:
     def start(self) -> None:
         s = self.settings
         self.writer.start()
-        connect_persistent(self.client, s.mqtt, s.session_expiry_s, s.receive_maximum)
+        start(self.client, s.mqtt, Session(s.session_expiry_s, s.receive_maximum))
         self._stats_thread.start()
-        if len(self.spool):
-            log.info("spool holds %d batches from an earlier run; draining", len(self.spool))
 
     def stop(self) -> None:
         """Store and acknowledge what has arrived, then leave; the session stays with the broker,
@@ -244,14 +254,14 @@ class IngestService:
         snap = self.stats.snapshot()
         snap["queue"] = self.writer.qsize()
         snap["spool_bytes"] = self.spool.size_bytes
-        fields = ",".join(f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}i"
-                          for k, v in snap.items())
-        line = (f"{STATS_MEASUREMENT},client_id={self.settings.client_id} {fields} "
-                f"{int(time.time() * 1000)}\n")
         try:
-            self.influx.write(line.encode())
+            line = point_line(STATS_MEASUREMENT, {"client_id": self.settings.client_id}, snap,
+                              int(time.time() * 1000))
+            self.influx.write(f"{line}\n".encode())
         except InfluxError as e:
             log.debug("ingest stats not stored: %s", e)
+        except LineProtocolError as e:
+            log.error("ingest stats cannot be stored: %s", e)
 
 
 def main(settings: IngestSettings) -> int:

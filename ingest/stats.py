@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from smartcity.errors import Reason
+from storage.outbox import WriteStats
 
 _NOT_FIELD_CHARS = re.compile(r"[^a-z0-9]+")
 
@@ -24,27 +25,15 @@ KNOWN_REASONS = (*(str(r) for r in Reason), "internal error")
 
 
 @dataclass
-class Stats:
-    # Each counter is written by one thread only (the MQTT loop or the writer).
+class Stats(WriteStats):
+    # The outbox's counters, and the MQTT loop's; each written by one thread only.
     received: int = 0
     accepted: int = 0
     rejected: int = 0
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
-    stored: int = 0
-    spooled: int = 0
-    unspooled: int = 0
-    dead_lettered: int = 0
-    write_errors: int = 0
-    batches: int = 0
-    write_seconds: float = 0.0
     seq_gaps: int = 0
     seq_repeats: int = 0
     _last_seq: dict[str, int] = field(default_factory=dict, repr=False)
-
-    def record_write(self, points: int, seconds: float) -> None:
-        self.stored += points
-        self.batches += 1
-        self.write_seconds += seconds
 
     def record_seq(self, device_id: str, seq: int) -> None:
         """Count readings lost upstream (a jump in seq) and repeats (a redelivery, or a device

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from recorder.rebase import rebase_payload
     from recorder.record import Recorder, RecordError, RecordOptions, RecordStats, record
     from recorder.replay import Replayer, ReplayOptions, ReplayStatus
-    from recorder.selection import Remap, Selection, TimePoint, parse_duration
+    from recorder.selection import Remap, Selection, TimePoint
 
 _MODULES = {
     "recorder.backfill": ("BackfillResult", "backfill"),
@@ -35,7 +35,7 @@ _MODULES = {
     "recorder.rebase": ("rebase_payload",),
     "recorder.record": ("RecordError", "RecordOptions", "RecordStats", "Recorder", "record"),
     "recorder.replay": ("ReplayOptions", "ReplayStatus", "Replayer"),
-    "recorder.selection": ("Remap", "Selection", "TimePoint", "parse_duration"),
+    "recorder.selection": ("Remap", "Selection", "TimePoint"),
 }
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
 
@@ -58,7 +58,6 @@ __all__ = [
     "Summary",
     "TimePoint",
     "backfill",
-    "parse_duration",
     "read_all",
     "rebase_payload",
     "record",

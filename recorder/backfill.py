@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingest.judge import Accepted, Judge
-from ingest.writer import PointWriter
 from recorder.fileformat import RecordingReader
 from recorder.rebase import rebase_payload
 from recorder.selection import Selection, select
-from smartcity.influx import InfluxRejected, InfluxUnavailable
+from smartcity.city import load_city
+from smartcity.settings import IngestSettings
 from smartcity.topics import TopicFilter, telemetry_filter, value_filter
+from storage.influx import InfluxRejected, InfluxUnavailable
+from storage.outbox import PointWriter
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,12 @@ class BackfillResult:
             text += "; rejections: " + ", ".join(f"{reason} {n}" for reason, n in
                                                  self.rejected.most_common())
         return text
+
+
+def ingest_judge(settings: IngestSettings) -> Judge:
+    """The judge live ingest runs with these settings: the same city, root and limits."""
+    registry = load_city(settings.city_file, scale=settings.scale).registry()
+    return Judge(registry, settings.mqtt.root, settings.max_payload_bytes)
 
 
 def backfill(path: Path | str, judge: Judge, sink: PointWriter, selection: Selection, *,

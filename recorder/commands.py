@@ -14,8 +14,9 @@ from typing import Any
 
 # Only what building the parser needs: `smartcity --help` should not import paho.
 from recorder.fileformat import RecordingError, RecordingReader
-from recorder.selection import Remap, Selection, TimePoint, parse_duration
+from recorder.selection import Remap, Selection, TimePoint
 from smartcity import logs
+from smartcity.durations import parse_duration
 from smartcity.models import format_ts
 from smartcity.settings import CommonSettings
 from smartcity.topics import TopicFilter
@@ -202,18 +203,15 @@ def _replay(args: argparse.Namespace, settings: CommonSettings) -> int:
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    from ingest.judge import Judge
-    from recorder.backfill import BackfillError, backfill
-    from smartcity.city import load_city
-    from smartcity.influx import InfluxClient
+    from recorder.backfill import BackfillError, backfill, ingest_judge
     from smartcity.settings import IngestSettings
+    from storage.influx import InfluxClient
 
     if args.loop or args.passes:
         print("smartcity replay: --loop makes no sense with --into-influx", file=sys.stderr)
         return 2
     ingest = IngestSettings()
-    registry = load_city(ingest.city_file, scale=ingest.scale).registry()
-    judge = Judge(registry, ingest.mqtt.root, ingest.max_payload_bytes)
+    judge = ingest_judge(ingest)
     client = InfluxClient(ingest.influx)
     try:
         result = backfill(args.file, judge, client, _selection(args),

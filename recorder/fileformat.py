@@ -365,9 +365,6 @@ class RecordingReader:
             self.problems.append(f"frame at offset {info.offset} holds {n} records, its header "
                                  f"says {info.record_count}")
 
-    def records_of(self, info: FrameInfo) -> list[Record]:
-        return list(self.frame_records(info))
-
     def __iter__(self) -> Iterator[Record]:
         for info in self.frame_infos():
             yield from self.frame_records(info)

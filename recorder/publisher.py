@@ -15,12 +15,12 @@ import select
 import socket
 import threading
 import time
-import uuid
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 
+from broker.mqtt import RECONNECT_MIN_S, connect, new_client, next_delay
 from smartcity.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -77,13 +77,10 @@ class MqttPublisher:
         self._connected = threading.Event()
         self._refused: str | None = None
         self._next_reconnect = 0.0
-        self._backoff = 0.5
+        self._backoff = float(RECONNECT_MIN_S)
         self._last_read = 0.0
         self._qos2: set[int] = set()  # message ids in the QoS 2 handshake
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311,
-                                  client_id=client_id or f"smartcity-replay-{uuid.uuid4().hex[:8]}")
-        if settings.username:
-            self.client.username_pw_set(settings.username, settings.password)
+        self.client = new_client(settings, client_id, role="replay", v5=False)
         self.client.max_inflight_messages_set(inflight)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -92,8 +89,7 @@ class MqttPublisher:
 
     def _connect(self, timeout: float) -> None:
         try:
-            self.client.connect(self.settings.host, self.settings.port,
-                                self.settings.keepalive_s)
+            connect(self.client, self.settings)
         except OSError as e:
             raise PublishError(f"cannot reach the broker at {self.settings.host}:"
                                f"{self.settings.port}: {e}") from e
@@ -112,7 +108,7 @@ class MqttPublisher:
             self._refused = str(reason)
             return
         no_delay(client)
-        self._backoff = 0.5
+        self._backoff = float(RECONNECT_MIN_S)
         if self._connected.is_set():
             log.info("reconnected to the broker")
         self._connected.set()
@@ -186,7 +182,7 @@ class MqttPublisher:
         except OSError as e:
             log.warning("broker unreachable (%s); retrying in %.1fs", e, self._backoff)
             self._next_reconnect = now + self._backoff
-            self._backoff = min(10.0, self._backoff * 2)
+            self._backoff = next_delay(self._backoff)
 
     def close(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout

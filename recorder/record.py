@@ -22,17 +22,16 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from broker.mqtt import Session, connect, new_client
 from recorder.fileformat import Header, Record, RecordingWriter
 from recorder.publisher import no_delay
 from smartcity.settings import MqttSettings
@@ -102,13 +101,9 @@ class Recorder:
         self.live = self._client("live", self._on_live)
 
     def _client(self, role: str, on_message: Any) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                             client_id=f"smartcity-record-{role}-{uuid.uuid4().hex[:8]}")
-        if self.settings.username:
-            client.username_pw_set(self.settings.username, self.settings.password)
+        client = new_client(self.settings, role=f"record-{role}")
         client.on_message = on_message
         client.on_subscribe = self._on_subscribe
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
         return client
 
     def _now_ns(self) -> int:
@@ -118,14 +113,11 @@ class Recorder:
 
     def start(self, timeout: float = 10.0) -> None:
         self._writer_thread.start()
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        props.ReceiveMaximum = 65535
         live_opts = SubscribeOptions(qos=2, retainAsPublished=True,
                                      retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
         self.live.on_connect = lambda c, u, f, reason, p: self._on_connect(c, reason, live_opts)
         self.live.on_disconnect = self._on_disconnect
-        self._connect(self.live, props)
+        self._connect(self.live, Session(SESSION_EXPIRY_S))
         self._wait_subscribed(timeout)
         log.info("recording %s from %s:%d into %s", ", ".join(map(str, self.filters)),
                  self.settings.host, self.settings.port, self.options.out)
@@ -137,9 +129,7 @@ class Recorder:
         opts = SubscribeOptions(qos=2, retainAsPublished=False,
                                 retainHandling=SubscribeOptions.RETAIN_SEND_ON_SUBSCRIBE)
         snap.on_connect = lambda c, u, f, reason, p: self._on_connect(c, reason, opts)
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.ReceiveMaximum = 65535
-        self._connect(snap, props)
+        self._connect(snap, Session(0))
         try:
             self._wait_subscribed(timeout)
             self._snapshot_last = time.monotonic()
@@ -151,10 +141,9 @@ class Recorder:
             snap.loop_stop()
         log.info("recorded %d retained messages as the initial state", self.stats.initial)
 
-    def _connect(self, client: mqtt.Client, props: Properties) -> None:
+    def _connect(self, client: mqtt.Client, session: Session) -> None:
         try:
-            client.connect(self.settings.host, self.settings.port, self.settings.keepalive_s,
-                           properties=props)
+            connect(client, self.settings, session)
         except OSError as e:
             raise RecordError(f"cannot reach the broker at {self.settings.host}:"
                               f"{self.settings.port}: {e}") from e

@@ -6,41 +6,14 @@ a matching topic prefix (``city=test``, ``city/flood=lab/flood``) on level bound
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from recorder.fileformat import Record, RecordingReader
+from smartcity.durations import parse_duration
 from smartcity.errors import ContractError, FieldProblem
 from smartcity.topics import TopicFilter, check_publish_topic
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")
-_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-
-
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``1.5s``, ``250ms``, ``5m``, ``1h2m30s`` to seconds."""
-    value = text.strip()
-    try:
-        return _non_negative(text, float(value))
-    except ValueError:
-        pass
-    pos, seconds = 0, 0.0
-    for m in _DURATION_PART.finditer(value):
-        if m.start() != pos:
-            break
-        seconds += float(m.group(1)) * _UNIT_S[m.group(2)]
-        pos = m.end()
-    if pos != len(value) or not value:
-        raise ValueError(f"{text!r} is not a duration (examples: 90s, 5m, 1h2m, 250ms)")
-    return _non_negative(text, seconds)
-
-
-def _non_negative(text: str, seconds: float) -> float:
-    if not 0 <= seconds < float("inf"):
-        raise ValueError(f"{text!r} must be a finite, non-negative duration")
-    return seconds
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """The warnings service: flood, rain, traffic-jam and smart-home alerts from live readings.
 
-``config`` reads the rule file, ``engine`` turns readings into alert events (pure, event
-time), ``service`` is the MQTT edge, ``query`` builds the InfluxQL the api serves alerts with.
+The rule file's schema is the contract's (``smartcity.rulefile``: the api and the Grafana
+boards read the same thresholds); ``engine`` turns readings into alert events (pure, event
+time), ``service`` is the MQTT edge; the ``alerts`` measurement is storage's
+(``storage.alerts``).
 """
 
-from rules.config import RuleFileError, RuleSet, load_rules, parse_rules
 from rules.engine import Engine
 from rules.settings import RulesSettings
+from smartcity.rulefile import RuleFileError, RuleSet, load_rules, parse_rules
 
 __all__ = ["Engine", "RuleFileError", "RuleSet", "RulesSettings", "load_rules", "parse_rules"]

@@ -30,13 +30,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rules.config import Rule, RuleSet, Threshold
 from rules.wording import WardNames, render
 from smartcity.alerts import Alert, AlertState, alert_id
 from smartcity.codec import Reading
 from smartcity.models import Source, format_ts
 from smartcity.profiles import Profile, apply_profile
 from smartcity.registry import DeviceInfo, Registry
+from smartcity.rulefile import Rule, RuleSet, Threshold
 from smartcity.topics import Domain
 
 STATE_VERSION = 1

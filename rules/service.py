@@ -34,27 +34,34 @@ from typing import Any
 import orjson
 import paho.mqtt.client as mqtt
 
-from ingest.lineprotocol import LineProtocolError
-from ingest.spool import Spool
-from ingest.writer import PointWriter
-from rules.config import RuleSet, load_rules
+from broker.mqtt import Session, Subscription, new_client, start
 from rules.engine import Engine
-from rules.lines import alert_line
 from rules.settings import RulesSettings
 from rules.silence import Silence
-from rules.store import AlertPoints, StateFile
+from rules.store import StateFile
 from rules.wording import ward_names
 from smartcity import control, logs
 from smartcity.alerts import Alert, AlertState, encode_alert
 from smartcity.city import City, load_city
 from smartcity.codec import Reading, decode_message
 from smartcity.errors import ContractError
-from smartcity.influx import InfluxClient
 from smartcity.models import format_ts
-from smartcity.mqtt import Subscription, connect_persistent, persistent_client
 from smartcity.profiles import Change, apply_profile, decode_profile
 from smartcity.registry import Registry
-from smartcity.topics import alert_topic, profile_filter, telemetry_filter, value_filter
+from smartcity.rulefile import RuleSet, load_rules
+from smartcity.topics import (
+    TopicFilter,
+    alert_topic,
+    profile_filter,
+    telemetry_filter,
+    value_filter,
+)
+from storage.alerts import alert_line
+from storage.batches import collect
+from storage.influx import InfluxClient
+from storage.lineprotocol import LineProtocolError
+from storage.outbox import Entry, Outbox, WriteStats
+from storage.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +69,10 @@ STOP_GRACE_S = 5.0  # how long stop() waits for the broker to take events still 
 
 
 @dataclass(slots=True)
-class Item:
+class Delivery:
+    """A message the rules worker judges, and what acknowledges it once its alerts are
+    saved."""
+
     readings: list[Reading]  # empty: not valid (ingest reports it); just acknowledged
     mid: int
     qos: int
@@ -71,7 +81,7 @@ class Item:
 
 
 @dataclass
-class Stats:
+class RulesStats:
     received: int = 0
     undecodable: int = 0
     batches: int = 0
@@ -82,25 +92,26 @@ class Stats:
 
 class RulesService:
     def __init__(self, settings: RulesSettings, registry: Registry | None = None,
-                 rules: RuleSet | None = None, city: City | None = None,
-                 sink: PointWriter | None = None) -> None:
+                 rules: RuleSet | None = None, city: City | None = None) -> None:
         self.settings = settings
         city = city or load_city(settings.city_file, scale=settings.scale)
         ruleset = (rules or load_rules(settings.rules_file)).with_city(city)
         self.registry = registry or city.registry()
         self.engine = Engine(ruleset, self.registry, ward_names(city))
         self.silence = Silence(round(settings.silent_after_s * 1000))
-        self.stats = Stats()
+        self.stats = RulesStats()
         state_dir = settings.state_dir
         self.state = StateFile(state_dir / "state.json")
         self.heartbeat_path = state_dir / "heartbeat.json"
         self.influx = InfluxClient(settings.influx)
-        self.points = AlertPoints(sink or self.influx,
-                                  Spool(state_dir / "spool", settings.spool_max_bytes),
-                                  state_dir / "dead-letter")
+        # Alert points go into the outbox's spool, durable before their readings are
+        # acknowledged, and reach InfluxDB from there: a database outage never stalls MQTT.
+        self.points: Outbox[Entry] = Outbox(
+            self.influx, Spool(state_dir / "spool", settings.spool_max_bytes),
+            state_dir / "dead-letter", WriteStats(), name="rules-influx")
         self._lock = threading.Lock()  # the engine: worker thread vs. readers of active()
-        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
-        self._unacked: list[Item] = []
+        self._queue: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
+        self._unacked: list[Delivery] = []
         self._stopping = threading.Event()
         self._stopping_at = 0.0
         self._puback = threading.Condition()
@@ -111,9 +122,9 @@ class RulesService:
         # Exhibitor devices registered at run time reach the engine through this registry.
         self.profiles = profile_filter(root)
         self.state_topic = str(control.state_topic(root))
-        self.session = Subscription(settings.mqtt, str(telemetry_filter(root)),
-                                    str(value_filter(root)), str(self.profiles),
-                                    self.state_topic)
+        self.session = Subscription(settings.mqtt, telemetry_filter(root),
+                                    value_filter(root), self.profiles,
+                                    TopicFilter(self.state_topic))
         self.subscribed = self.session.subscribed
         self.client = self._make_client()
 
@@ -127,7 +138,7 @@ class RulesService:
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
-        client = persistent_client(s.mqtt, s.client_id)
+        client = new_client(s.mqtt, s.client_id, manual_ack=True)
         self.session.attach(client)
         client.on_message = self._on_message
         client.on_publish = self._on_publish
@@ -139,7 +150,7 @@ class RulesService:
         s = self.settings
         self.points.start()
         self._worker.start()
-        connect_persistent(self.client, s.mqtt, s.session_expiry_s, s.receive_maximum)
+        start(self.client, s.mqtt, Session(s.session_expiry_s, s.receive_maximum))
 
     def stop(self) -> None:
         """Judge, publish, save and acknowledge what has arrived, then leave; the session stays
@@ -187,7 +198,7 @@ class RulesService:
             self.stats.undecodable += 1
             log.exception("could not decode a message on %s: %s", msg.topic,
                           logs.truncate(bytes(msg.payload)))
-        self._queue.put(Item(readings, msg.mid, msg.qos, self.session.generation))
+        self._queue.put(Delivery(readings, msg.mid, msg.qos, self.session.generation))
 
     def _on_profile(self, msg: mqtt.MQTTMessage) -> None:
         """An exhibitor device registered, changed or removed; acknowledged at once."""
@@ -203,7 +214,7 @@ class RulesService:
                 log.info("exhibitor device %s %s", profile.device_id, change.value)
             if change is Change.REMOVED:
                 # Acknowledged by the worker, once the device's alerts are withdrawn and saved.
-                self._queue.put(Item([], msg.mid, msg.qos, self.session.generation,
+                self._queue.put(Delivery([], msg.mid, msg.qos, self.session.generation,
                                      removed=profile.device_id))
                 return
         self.session.ack(self.client, msg.mid, msg.qos, self.session.generation)
@@ -242,7 +253,8 @@ class RulesService:
         next_beat = 0.0
         done = False
         while not done:
-            batch, done = self._collect()
+            batch, done = collect(self._queue, self.settings.batch_size,
+                                  self.settings.save_interval_s)
             if batch:
                 self._process(batch)
             if time.monotonic() >= next_beat:
@@ -250,28 +262,7 @@ class RulesService:
                 self._beat()
                 next_beat = time.monotonic() + self.settings.heartbeat_interval_s
 
-    def _collect(self) -> tuple[list[Item], bool]:
-        batch: list[Item] = []
-        try:
-            first = self._queue.get(timeout=0.5)
-        except queue.Empty:
-            return batch, False
-        if first is None:
-            return batch, True
-        batch.append(first)
-        deadline = time.monotonic() + self.settings.save_interval_s
-        while len(batch) < self.settings.batch_size:
-            wait = deadline - time.monotonic()
-            try:
-                item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                return batch, True
-            batch.append(item)
-        return batch, False
-
-    def _process(self, batch: list[Item]) -> None:
+    def _process(self, batch: list[Delivery]) -> None:
         self.stats.batches += 1
         events: list[Alert] = []
         heard: set[str] = set()
@@ -317,7 +308,7 @@ class RulesService:
                 lines.append(alert_line(event))
             except LineProtocolError as e:
                 log.error("alert %s cannot be stored in InfluxDB: %s", event.alert_id, e)
-        if lines and not self.points.put(lines):
+        if lines and not self.points.spool_now(lines):
             self.stats.points_dropped += len(lines)
             log.error("alert spool full (%d bytes): %d alert points not stored in InfluxDB "
                       "(the alerts are still published)", self.points.spool.size_bytes,
@@ -361,7 +352,7 @@ class RulesService:
             return False
         return True
 
-    def _ack(self, items: list[Item]) -> None:
+    def _ack(self, items: list[Delivery]) -> None:
         for item in items:
             self.session.ack(self.client, item.mid, item.qos, item.generation)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
 
 from smartcity.ids import check_id
 from smartcity.settings import CommonSettings
@@ -31,9 +30,6 @@ class RulesSettings(CommonSettings):
                                               "this long is published as silent")
     heartbeat_interval_s: float = Field(default=10.0, gt=0,
                                         alias="SMARTCITY_RULES_HEARTBEAT_INTERVAL_S")
-
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
-                                      populate_by_name=True)
 
     @field_validator("client_id")
     @classmethod

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rules.config import Texts
 from smartcity.city import City
 from smartcity.registry import DeviceInfo
+from smartcity.rulefile import Texts
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from launcher.servers import Mosquitto, start_with_retry
 from simulators.scenarios import builtin_names, load_scenario
 from smartcity.city import load_city
-from smartcity.servers import Mosquitto, start_with_retry
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "recorder" / "recordings"
@@ -28,7 +28,7 @@ SEED = "2025"
 
 
 def smartcity(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "smartcity.cli", *args], env=env)
+    return subprocess.Popen([sys.executable, "-m", "launcher.cli", *args], env=env)
 
 
 def main() -> int:

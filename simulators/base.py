@@ -23,7 +23,7 @@ from smartcity.city import City, Place
 from smartcity.topics import Domain
 
 if TYPE_CHECKING:
-    from simulators.world import WorldState
+    from simulators.state import WorldState
 
 # Ho Chi Minh City keeps UTC+7 all year (no daylight saving), so a fixed offset is exact.
 HCMC_UTC_OFFSET_MS = 7 * 3600 * 1000

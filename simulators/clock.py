@@ -6,41 +6,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import time
 from collections.abc import Callable
 from datetime import datetime
 
 from simulators.base import HCMC_TZ
+from smartcity.durations import parse_duration
 from smartcity.models import TS_MAX_MS, TS_MIN_MS
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)(d|h|m|s)")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-_UNIT_S = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
 MAX_SPEED = 100_000.0
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from ``90``, ``"90"``, ``"45s"``, ``"30m"``, ``"1h30m"``, ``"2d"``; never
-    negative."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration such as '90m' or '1h30m', or seconds")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        parts = _PART.findall(text)
-        if _NUMBER.fullmatch(text):
-            seconds = float(text)
-        elif not text or "".join(n + u for n, u in parts) != text:
-            raise ValueError(f"{value!r} is not a duration such as '90m', '1h30m' or '45s'")
-        else:
-            seconds = sum(float(n) * _UNIT_S[u] for n, u in parts)
-    else:
-        raise ValueError("must be a duration such as '90m' or '1h30m', or seconds")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{value!r} must be a finite, non-negative duration")
-    return seconds
 
 
 def parse_start(value: str | int) -> int:
@@ -83,7 +57,7 @@ def _argparse_type(parse: Callable[[str], object], name: str) -> Callable[[str],
     return convert
 
 
-# For smartcity.cli: ``sim.add_argument("--start", type=start_arg)`` and so on.
+# For launcher.cli: ``sim.add_argument("--start", type=start_arg)`` and so on.
 duration_arg = _argparse_type(parse_duration, "duration")
 start_arg = _argparse_type(parse_start, "start")
 speed_arg = _argparse_type(parse_speed, "speed")

@@ -25,8 +25,7 @@ from smartcity.city import FloodSite
 from smartcity.topics import Domain
 
 if TYPE_CHECKING:
-    from simulators.weather import Weather
-    from simulators.world import WorldState
+    from simulators.state import Weather, WorldState
 
 RIVER_IN_PER_H = 2.0  # cm/h of inflow per cm the river stands above the water on the street
 DRAIN_HEAD_CM = 50  # the drains run at full capacity with the river this far below the street

@@ -25,7 +25,7 @@ from smartcity.city import Home
 from smartcity.topics import Domain
 
 if TYPE_CHECKING:
-    from simulators.world import WorldState
+    from simulators.state import WorldState
 
 # Share of the home's air conditioning running, by local time of day (before the heat).
 AC_USE = ((0, 0.6), (5, 0.4), (7, 0.1), (10, 0.3), (12, 0.7), (14, 0.9), (16, 0.9),

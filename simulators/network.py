@@ -27,11 +27,13 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from broker.mqtt import RECONNECT_MIN_S, new_client, next_delay
 from smartcity.settings import MqttSettings
+from smartcity.topics import Topic
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,6 @@ log = logging.getLogger(__name__)
 # and counted, so an unreachable broker cannot eat the memory.
 MAX_QUEUED_MESSAGES = 10_000
 MAX_CONNECTING = 64
-RETRY_MIN_S, RETRY_MAX_S = 1.0, 30.0
 CONNECT_TIMEOUT_S = 5.0
 MISC_EVERY_S = 1.0  # keepalive pings and timeouts
 
@@ -49,7 +50,7 @@ class Link:
     optional retained last will, and ``on_connect`` called after every (re)connection."""
 
     def __init__(self, network: Network, client_id: str, *,
-                 will: tuple[str, bytes] | None = None,
+                 will: tuple[Topic, bytes] | None = None,
                  on_connect: Callable[[Link], None] | None = None,
                  on_message: Callable[[Link, str, bytes], None] | None = None) -> None:
         self.network = network
@@ -57,7 +58,7 @@ class Link:
         self.connected = False
         self.connecting = False
         self.retry_at = 0.0
-        self.backoff_s = RETRY_MIN_S
+        self.backoff_s = float(RECONNECT_MIN_S)
         self.sent = self.acked = self.dropped = 0
         self.refused = False
         self.closing = False
@@ -65,12 +66,7 @@ class Link:
         self._on_connect_cb = on_connect
         self._on_message_cb = on_message
         s = network.settings
-        c = self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                      protocol=mqtt.MQTTv311)
-        if will:
-            c.will_set(will[0], will[1], qos=1, retain=True)
-        if s.username:
-            c.username_pw_set(s.username, s.password)
+        c = self.client = new_client(s, client_id, v5=False, will=will)
         c.max_queued_messages_set(MAX_QUEUED_MESSAGES)
         c.connect_timeout = CONNECT_TIMEOUT_S
         c.connect_async(s.host, s.port, keepalive=s.keepalive_s)
@@ -123,7 +119,7 @@ class Link:
             self.network.retry_later(self)
             return
         self.connected = True
-        self.backoff_s = RETRY_MIN_S
+        self.backoff_s = float(RECONNECT_MIN_S)
         if self._on_connect_cb:
             self._on_connect_cb(self)
 
@@ -191,7 +187,7 @@ class Network:
     def retry_later(self, link: Link) -> None:
         self._connecting.discard(link)
         link.retry_at = self._clock() + link.backoff_s
-        link.backoff_s = min(RETRY_MAX_S, link.backoff_s * 2)
+        link.backoff_s = next_delay(link.backoff_s)
         heapq.heappush(self._to_connect, (link.retry_at, next(self._order), link))
 
     def connected(self, link: Link) -> None:

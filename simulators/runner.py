@@ -148,15 +148,15 @@ class _Runner:
         self.links: dict[str, Link] = {}
         self.status_topics: dict[str, str] = {}
         for ref in self.sim.devices:
-            topic = self.status_topics[ref.device_id] = str(
-                status_topic(ref.domain, ref.device_id, self.root))
+            status = status_topic(ref.domain, ref.device_id, self.root)
+            topic = self.status_topics[ref.device_id] = str(status)
             self.links[ref.device_id] = self.network.add(Link(
-                self.network, f"{prefix}-{ref.device_id}", will=(topic, OFFLINE_WILL),
+                self.network, f"{prefix}-{ref.device_id}", will=(status, OFFLINE_WILL),
                 on_connect=_announce_online(topic)))
         self.state_topic = str(control.state_topic(self.root))
         self.control = self.network.add(Link(
             self.network, f"simctl-{self.root.replace('/', '-')}",
-            will=(self.state_topic, control.encode_state(control.STOPPED)),
+            will=(control.state_topic(self.root), control.encode_state(control.STOPPED)),
             on_connect=self._control_connected, on_message=self._command_received))
 
     # --- the loop ----------------------------------------------------------------------

@@ -51,9 +51,9 @@ from pydantic import (
     model_validator,
 )
 
-from simulators.clock import parse_duration
 from simulators.tide import PEAK_HALF_WIDTH_MS
 from smartcity.city import City
+from smartcity.durations import parse_duration
 from smartcity.errors import ContractError, FieldProblem
 from smartcity.files import field_path, line_of
 from smartcity.ids import Id, is_valid_id

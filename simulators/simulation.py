@@ -17,8 +17,9 @@ from simulators.effects import NO_EFFECTS, Effects
 from simulators.faults import Faults
 from simulators.plugins import PLUGINS
 from simulators.scenarios import Scenario
+from simulators.state import WorldState
 from simulators.timeline import Timeline
-from simulators.world import World, WorldState
+from simulators.world import World
 from smartcity.city import City
 from smartcity.models import TELEMETRY_MODELS, Telemetry, format_ts
 from smartcity.topics import DEFAULT_ROOT, Domain, Topic, telemetry_topic

@@ -19,7 +19,7 @@ from smartcity.city import TideGauge
 from smartcity.topics import Domain
 
 if TYPE_CHECKING:
-    from simulators.world import WorldState
+    from simulators.state import WorldState
 
 # Periods of the main constituents, in hours: lunar and solar semidiurnal, lunisolar and
 # lunar diurnal.

@@ -17,17 +17,12 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from simulators.base import Metrics, Plugin, Wander, clamp, daily, rng_for
 from simulators.effects import Effects
+from simulators.state import RoadState, Weather, WorldState
 from smartcity.city import City, Road
 from smartcity.topics import Domain
-
-if TYPE_CHECKING:
-    from simulators.weather import Weather
-    from simulators.world import WorldState
 
 # Share of a segment's capacity in demand, by local time of day.
 DEMAND = ((0, 0.10), (4, 0.05), (5.5, 0.25), (6.5, 0.7), (7.5, 1.0), (8.5, 0.95), (9.5, 0.6),
@@ -67,15 +62,6 @@ def flood_speed(depth_cm: float) -> float:
     if depth_cm <= 30:
         return 0.8 - 0.6 * (depth_cm - 10) / 20
     return max(0.08, 0.2 - 0.1 * (depth_cm - 30) / 20)
-
-
-@dataclass(slots=True)
-class RoadState:
-    speed_kmh: float = 0.0
-    occupancy_pct: float = 0.0
-    flow_veh_h: float = 0.0
-    queue_veh: float = 0.0
-    fill: float = 0.0  # queue / what the segment holds
 
 
 class _Segment:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 from simulators.base import (
     Metrics,
@@ -24,11 +22,9 @@ from simulators.base import (
     rng_for,
 )
 from simulators.effects import Effects
+from simulators.state import Weather, WorldState
 from smartcity.city import RainGauge
 from smartcity.topics import Domain
-
-if TYPE_CHECKING:
-    from simulators.world import WorldState
 
 # 0 at the coolest moment of the day (before dawn), 1 at the hottest (early afternoon).
 HEAT = ((0, 0.25), (3, 0.1), (6, 0.0), (9, 0.45), (12, 0.85), (14, 1.0), (16, 0.85),
@@ -42,18 +38,6 @@ def shower_rate_per_h(hour: float, month: int) -> float:
     """How likely a shower starts: mostly mid-afternoon, ten times rarer in the dry season."""
     rate = 0.005 + 0.15 * bump(hour, 16, 1.5)
     return rate if month in RAINY_MONTHS else rate / 10
-
-
-@dataclass(frozen=True, slots=True)
-class Weather:
-    rain_mm_h: float  # the city's mean
-    ward_rain_mm_h: Mapping[str, float]
-    temperature_c: float
-    humidity_pct: float
-    wind_kmh: float
-
-    def rain_in(self, ward: str) -> float:
-        return self.ward_rain_mm_h.get(ward, self.rain_mm_h)
 
 
 class CityWeather:

@@ -14,31 +14,18 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from simulators.base import local_hour
 from simulators.effects import Effects
 from simulators.flood import FloodModel
+from simulators.state import WorldState
 from simulators.tide import Tide
-from simulators.traffic import RoadState, TrafficModel
-from simulators.weather import CityWeather, Weather
+from simulators.traffic import TrafficModel
+from simulators.weather import CityWeather
 from smartcity.city import City
 
 MAX_SUBSTEP_S = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class WorldState:
-    now_ms: int
-    dt_s: float  # simulated seconds since the previous step; 0 on the first
-    hour: float  # local time of day in HCMC, 0 <= hour < 24
-    weather: Weather
-    river_cm: float
-    depth_cm: Mapping[str, float]  # flood site -> water on the street
-    ward_water_cm: Mapping[str, float]  # ward -> deepest water at its flood sites
-    roads: Mapping[str, RoadState]
-    outages: frozenset[str]  # wards without power
 
 
 class World:

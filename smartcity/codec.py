@@ -22,12 +22,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from smartcity.errors import FieldProblem, InvalidPayload, Reason
+from smartcity.metrics import CATALOGUE, Senml
 from smartcity.models import (
     METRIC_BOUNDS,
     TELEMETRY_MODELS,
@@ -124,35 +125,15 @@ def _decode_object(parsed: DeviceTopic, payload: bytes) -> Reading:
 
 # -- metrics, names and units --------------------------------------------------------------
 
-class SenmlMetric(NamedTuple):
-    unit: str | None  # the metric's own unit in SenML; None if the registry has none
-    names: tuple[str, ...]  # plain SenML names meaning this metric (lower case)
-    units: dict[str, float]  # SenML units a plain name may come in, and their factor to ours
-
-
-# The one table from SenML names and units (RFC 8428 and RFC 8798 unit registry) to our
-# metrics. A record's name is either our metric (no unit, or the metric's own) or one of its
-# plain names with one of its units, converted by the factor.
-SENML_METRICS: dict[str, SenmlMetric] = {
-    "power_w": SenmlMetric("W", ("power",), {"W": 1, "kW": 1000}),
-    "temperature_c": SenmlMetric("Cel", ("temperature", "temp"), {"Cel": 1}),
-    "humidity_pct": SenmlMetric("%RH", ("humidity",), {"%RH": 1}),
-    "pm25_ugm3": SenmlMetric("ug/m3", ("pm25", "pm2.5", "pm2_5"), {"ug/m3": 1}),
-    "co2_ppm": SenmlMetric("ppm", ("co2",), {"ppm": 1}),
-    "speed_kmh": SenmlMetric("km/h", ("speed",), {"km/h": 1, "m/s": 3.6}),
-    "occupancy_pct": SenmlMetric("%", ("occupancy",), {"%": 1, "/": 100}),
-    "flow_veh_h": SenmlMetric(None, ("flow",), {"1/min": 60, "1/s": 3600}),
-    "water_level_cm": SenmlMetric("cm", ("water_level", "water_depth"),
-                                  {"cm": 1, "m": 100, "mm": 0.1}),
-    "river_level_cm": SenmlMetric("cm", ("river_level",), {"cm": 1, "m": 100, "mm": 0.1}),
-    "rain_mm_h": SenmlMetric("mm/h", ("rain", "rainfall"), {"mm/h": 1, "m/h": 1000}),
-    "wind_kmh": SenmlMetric("km/h", ("wind", "wind_speed"), {"km/h": 1, "m/s": 3.6}),
-    "battery_pct": SenmlMetric("%EL", ("battery",), {"%EL": 1}),
-}
+# A SenML record's name is either our metric (no unit, or the metric's own) or one of its
+# plain names with one of its units (RFC 8428 and the RFC 8798 unit registry), converted by
+# the factor: the catalogue says which.
+SENML_METRICS: dict[str, Senml] = {name: m.senml for name, m in CATALOGUE.items()}
 _BY_PLAIN_NAME = {name: metric for metric, m in SENML_METRICS.items() for name in m.names}
 
-if set(SENML_METRICS) != {n for b in METRIC_BOUNDS.values() for n in b}:
-    raise RuntimeError("SENML_METRICS must name every metric of the contract, and only those")
+if set(CATALOGUE) != {n for b in METRIC_BOUNDS.values() for n in b}:
+    raise RuntimeError("the metric catalogue must name every metric of the payload models, "
+                       "and only those")
 
 
 class _Refusal(Exception):

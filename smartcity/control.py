@@ -32,7 +32,7 @@ from smartcity.codec import problems_of
 from smartcity.errors import ContractError, FieldProblem, InvalidPayload
 from smartcity.ids import Id
 from smartcity.models import EpochMs, format_ts
-from smartcity.topics import DEFAULT_ROOT, Topic, TopicFilter, control_topic
+from smartcity.topics import DEFAULT_ROOT, Topic, control_topic
 
 MAX_SPEED = 100_000.0
 Time = Annotated[EpochMs, PlainSerializer(format_ts, return_type=str, when_used="json")]
@@ -104,10 +104,6 @@ def command_topics(root: str = DEFAULT_ROOT) -> dict[str, Command]:
 
 def state_topic(root: str = DEFAULT_ROOT) -> Topic:
     return control_topic("state", root=root)
-
-
-def control_filter(root: str = DEFAULT_ROOT) -> TopicFilter:
-    return TopicFilter(f"{root}/control/#")
 
 
 def parse_command(topic: str, payload: bytes, root: str = DEFAULT_ROOT) -> ControlBody:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from smartcity.metrics import metric
 from smartcity.topics import Domain
 
 TS_MIN_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
@@ -59,8 +60,10 @@ class Source(StrEnum):
     REPLAYED = "replayed"
 
 
-def _metric(lo: float, hi: float, description: str) -> Any:
-    return Field(default=None, ge=lo, le=hi, description=description)
+def _metric(name: str, description: str) -> Any:
+    """A metric field, with the catalogue's plausible range."""
+    m = metric(name)
+    return Field(default=None, ge=m.low, le=m.high, description=description)
 
 
 _NOT_METRICS = frozenset({"ts", "seq", "source"})
@@ -75,7 +78,7 @@ class Telemetry(BaseModel):
     ts: EpochMs = Field(description="RFC 3339 with offset, or epoch milliseconds")
     seq: int = Field(ge=0, lt=2**63, description="per-device message counter")
     source: Source = Field(default=Source.LIVE, description="live, simulated or replayed")
-    battery_pct: float | None = _metric(0, 100, "battery charge")
+    battery_pct: float | None = _metric("battery_pct", "battery charge")
 
     @model_validator(mode="after")
     def _has_a_metric(self) -> Telemetry:
@@ -95,34 +98,35 @@ class Telemetry(BaseModel):
 
 class HomeTelemetry(Telemetry):
     domain: ClassVar[Domain] = Domain.HOME
-    power_w: float | None = _metric(0, 100_000, "household electrical load")
-    temperature_c: float | None = _metric(-20, 70, "indoor air temperature")
-    humidity_pct: float | None = _metric(0, 100, "indoor relative humidity")
-    pm25_ugm3: float | None = _metric(0, 2000, "indoor PM2.5 concentration")
-    co2_ppm: float | None = _metric(0, 20_000, "indoor CO2 concentration")
+    power_w: float | None = _metric("power_w", "household electrical load")
+    temperature_c: float | None = _metric("temperature_c", "indoor air temperature")
+    humidity_pct: float | None = _metric("humidity_pct", "indoor relative humidity")
+    pm25_ugm3: float | None = _metric("pm25_ugm3", "indoor PM2.5 concentration")
+    co2_ppm: float | None = _metric("co2_ppm", "indoor CO2 concentration")
 
 
 class TrafficTelemetry(Telemetry):
     domain: ClassVar[Domain] = Domain.TRAFFIC
-    speed_kmh: float | None = _metric(0, 200, "mean speed on the segment")
-    occupancy_pct: float | None = _metric(0, 100, "share of time a vehicle is over the detector")
-    flow_veh_h: float | None = _metric(0, 50_000, "vehicles per hour (motorbikes count as one)")
+    speed_kmh: float | None = _metric("speed_kmh", "mean speed on the segment")
+    occupancy_pct: float | None = _metric("occupancy_pct",
+                                          "share of time a vehicle is over the detector")
+    flow_veh_h: float | None = _metric("flow_veh_h", "vehicles per hour (motorbikes count as one)")
 
 
 class FloodTelemetry(Telemetry):
     domain: ClassVar[Domain] = Domain.FLOOD
-    water_level_cm: float | None = _metric(-100, 1000, "water depth above the site's ground")
+    water_level_cm: float | None = _metric("water_level_cm", "water depth above the site's ground")
     # A tide gauge's reading: not a depth on a street, so flood-depth rules and the city
     # summary's street warnings never mistake a high river for a flooded street.
-    river_level_cm: float | None = _metric(-1000, 1000, "river level above the gauge's datum")
+    river_level_cm: float | None = _metric("river_level_cm", "river level above the gauge's datum")
 
 
 class WeatherTelemetry(Telemetry):
     domain: ClassVar[Domain] = Domain.WEATHER
-    rain_mm_h: float | None = _metric(0, 500, "rain intensity")
-    temperature_c: float | None = _metric(-20, 70, "outdoor air temperature")
-    humidity_pct: float | None = _metric(0, 100, "outdoor relative humidity")
-    wind_kmh: float | None = _metric(0, 300, "wind speed")
+    rain_mm_h: float | None = _metric("rain_mm_h", "rain intensity")
+    temperature_c: float | None = _metric("temperature_c", "outdoor air temperature")
+    humidity_pct: float | None = _metric("humidity_pct", "outdoor relative humidity")
+    wind_kmh: float | None = _metric("wind_kmh", "wind speed")
 
 
 TELEMETRY_MODELS: dict[Domain, type[Telemetry]] = {

@@ -1,21 +1,80 @@
 """Settings, read from ``SMARTCITY_*`` environment variables.
 
-Each service builds one settings object at start-up; tests build them directly with keyword
-arguments instead of touching the environment. The same variables configure the local stack
-(``smartcity up``) and docker-compose.
+Each service builds one settings object at start-up, a subclass of :class:`Settings`; tests
+build them directly with keyword arguments, or from an environment of their own with
+:meth:`Settings.from_env`, instead of touching the process's. The same variables configure the
+local stack (``smartcity up``) and docker-compose.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Self
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from smartcity.topics import DEFAULT_ROOT, check_root
+
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("smartcity_environ", default=None)
+
+
+class _Environ(EnvSettingsSource):
+    """Environment variables from a given mapping instead of the process's."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        if self.case_sensitive:
+            return dict(self._environ)
+        return {k.lower(): v for k, v in self._environ.items()}
+
+
+class Settings(BaseSettings):
+    """The base of every settings object: ``SMARTCITY_*`` variables, unknown ones ignored."""
+
+    model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
+                                      populate_by_name=True)
+
+    @classmethod
+    def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environ = _ENVIRON.get()
+        if environ is None:
+            return init_settings, env_settings, dotenv_settings, file_secret_settings
+        return init_settings, _Environ(settings_cls, environ)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **values: Any) -> Self:
+        """Read from ``environ`` (nested settings too) rather than the process's
+        environment."""
+        with _injected(environ):
+            return cls(**values)
+
+
+@contextmanager
+def _injected(environ: Mapping[str, str]) -> Iterator[None]:
+    token = _ENVIRON.set(environ)
+    try:
+        yield
+    finally:
+        _ENVIRON.reset(token)
 
 
 class Environment(StrEnum):
@@ -23,20 +82,22 @@ class Environment(StrEnum):
     EXHIBIT = "exhibit"
 
 
-class MqttSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_MQTT_", extra="ignore")
+class MqttSettings(Settings):
+    model_config = SettingsConfigDict(env_prefix="SMARTCITY_MQTT_")
 
     url: str = Field(default="mqtt://127.0.0.1:1883",
-                     description="broker, mqtt://[user:password@]host:port")
+                     description="broker, mqtt://[user:password@]host:port; mqtts:// for TLS")
     root: str = Field(default=DEFAULT_ROOT, description="first topic level of every topic")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
+    ca_file: Path | None = Field(default=None, description="CA certificates that sign the "
+                                 "broker's TLS certificate (mqtts://); default: the system's")
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
         parts = urlsplit(v)
-        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-            raise ValueError("must look like mqtt://host:port")
+        if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl") or not parts.hostname:
+            raise ValueError("must look like mqtt://host:port (mqtts://host:port for TLS)")
         return v
 
     @field_validator("root")
@@ -49,14 +110,19 @@ class MqttSettings(BaseSettings):
         return urlsplit(self.url).hostname or "127.0.0.1"
 
     @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme in ("mqtts", "ssl")
+
+    @property
     def port(self) -> int:
-        return urlsplit(self.url).port or 1883
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
 
     @property
     def address(self) -> str:
         """The broker's URL without credentials: what logs and messages show."""
         host = self.host
-        return f"mqtt://{f'[{host}]' if ':' in host else host}:{self.port}"
+        scheme = "mqtts" if self.tls else "mqtt"
+        return f"{scheme}://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     @property
     def username(self) -> str | None:
@@ -69,8 +135,8 @@ class MqttSettings(BaseSettings):
         return unquote(p) if p else None
 
 
-class InfluxSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_INFLUX_", extra="ignore")
+class InfluxSettings(Settings):
+    model_config = SettingsConfigDict(env_prefix="SMARTCITY_INFLUX_")
 
     url: str = Field(default="http://127.0.0.1:8086", description="InfluxDB v1-compatible API")
     db: str = Field(default="smartcity", description="database (bucket name on InfluxDB 2.x)")
@@ -95,10 +161,32 @@ class InfluxSettings(BaseSettings):
         return check_id(v, "SMARTCITY_INFLUX_DB")
 
 
-class CommonSettings(BaseSettings):
-    """What every service reads: where the broker and the database are."""
+class LiveSettings(Settings):
+    """``SMARTCITY_LIVE_*``: how the live stream treats its screens."""
 
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SMARTCITY_LIVE_")
+
+    buffer: int = Field(default=2048, ge=1, le=1_000_000,
+                        description="events a screen may have pending; beyond, they coalesce")
+    behind_limit_s: float = Field(default=10.0, gt=0, description="a screen whose buffer stays "
+                                                                  "full this long is closed")
+    heartbeat_s: float = Field(default=15.0, gt=0, description="ping interval")
+    tick_s: float = Field(default=0.05, gt=0, le=1, description="how often the hub fans out")
+    delivery_budget: int = Field(default=1000, ge=1,
+                                 description="readings x screens handed out per tick; beyond, "
+                                             "readings are coalesced per device")
+    decode_per_tick: int = Field(default=200, ge=1,
+                                 description="readings judged one by one per tick; beyond, "
+                                             "only each topic's newest")
+    inbox_max: int = Field(default=200_000, ge=1, description="readings waiting for the "
+                                                              "fan-out before new ones are "
+                                                              "dropped")
+    close_grace_s: float = Field(default=2.0, gt=0, description="how long a closing screen "
+                                                                "gets to take its close")
+
+
+class CommonSettings(Settings):
+    """What every service reads: where the broker and the database are."""
 
     env: Environment = Environment.DEVELOPMENT
     log_level: str = "INFO"
@@ -126,9 +214,6 @@ class IngestSettings(CommonSettings):
     stats_interval_s: float = Field(default=10.0, gt=0,
                                     alias="SMARTCITY_INGEST_STATS_INTERVAL_S")
 
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
-                                      populate_by_name=True)
-
     @field_validator("share_group", mode="before")
     @classmethod
     def _empty_is_none(cls, v: object) -> object:
@@ -155,9 +240,6 @@ class SimulatorSettings(CommonSettings):
                               description="simulated start time; default: now")
     scenario: str | None = Field(default=None, alias="SMARTCITY_SIM_SCENARIO",
                                  description="built-in scenario name or scenario file")
-
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
-                                      populate_by_name=True)
 
     @property
     def heartbeat_path(self) -> Path:
@@ -189,9 +271,7 @@ class ApiSettings(CommonSettings):
         default=None, alias="SMARTCITY_API_DEVICE_BROKER_URL",
         description="the broker address devices are told to use (mqtt://host:port); default: "
                     "the api's own, without its credentials")
-
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_", extra="ignore",
-                                      populate_by_name=True)
+    live: LiveSettings = Field(default_factory=LiveSettings)
 
     @model_validator(mode="after")
     def _no_default_secret_on_exhibit(self) -> ApiSettings:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from smartcity.influx import InfluxClient
-from smartcity.servers import Influxd, Mosquitto, start_with_retry
+from launcher.servers import Influxd, Mosquitto, start_with_retry
 from smartcity.settings import InfluxSettings, MqttSettings
+from storage.influx import InfluxClient
 
 _counter = itertools.count(1)
 

@@ -15,13 +15,13 @@ from typing import Any
 import httpx
 import uvicorn
 
-from api.live import LiveSettings, shutdown_streams
+from api.live import shutdown_streams
 from api.main import create_app
 from ingest.service import IngestService
+from launcher.servers import Influxd, free_port
 from smartcity.city import load_city
-from smartcity.influx import InfluxClient
-from smartcity.servers import Influxd, free_port
-from smartcity.settings import ApiSettings, InfluxSettings
+from smartcity.settings import ApiSettings, InfluxSettings, LiveSettings
+from storage.influx import InfluxClient
 from tests.ingest_helpers import ingest_settings
 from tests.mqtt import wait_for
 from tests.secured_broker import SecuredBroker, Session, start_secured
@@ -99,8 +99,9 @@ def running_exhibit(workdir: Path, influxd: Influxd, root: str = "exhibit") -> I
         if not ingest.subscribed.wait(10):
             raise AssertionError("ingest did not subscribe")
         settings = ApiSettings(mqtt=broker.settings("api"), influx=influx.settings,
-                               admin_token=token, data_dir=workdir / "api")
-        app = create_app(settings, live=LiveSettings(tick_s=0.02))
+                               admin_token=token, data_dir=workdir / "api",
+                               live=LiveSettings(tick_s=0.02))
+        app = create_app(settings)
         port = free_port()
         server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
                                         lifespan="on"))

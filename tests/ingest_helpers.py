@@ -60,5 +60,5 @@ def ingest_env(base: dict[str, str], mqtt: MqttSettings, influx: InfluxSettings,
 
 def start_ingest_process(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "smartcity.cli", "ingest"], env=env,
+        return subprocess.Popen([sys.executable, "-m", "launcher.cli", "ingest"], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)

@@ -15,8 +15,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from smartcity.dynsec import SERVICES, write_initial_config
-from smartcity.servers import Mosquitto, start_with_retry
+from broker.dynsec import SERVICES, write_initial_config
+from launcher.servers import Mosquitto, start_with_retry
 from smartcity.settings import MqttSettings
 from tests.mqtt import Received, wait_for
 

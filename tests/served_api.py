@@ -11,7 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.live import shutdown_streams
-from smartcity.servers import free_port
+from launcher.servers import free_port
 from tests.mqtt import wait_for
 
 

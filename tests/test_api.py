@@ -16,14 +16,14 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from api.link import MqttLink
 from api.main import create_app
-from api.status import StatusTracker
+from launcher.servers import Influxd, Mosquitto, free_port
 from smartcity.city import load_city
-from smartcity.influx import InfluxClient
 from smartcity.models import format_ts
-from smartcity.servers import Influxd, Mosquitto, free_port
 from smartcity.settings import ApiSettings, InfluxSettings, MqttSettings
 from smartcity.topics import status_topic
+from storage.influx import InfluxClient
 from tests.mqtt import publish, wait_for
 
 pytestmark = pytest.mark.servers
@@ -67,8 +67,8 @@ def client(settings: ApiSettings) -> Iterator[TestClient]:
         yield c
 
 
-def tracker(client: TestClient) -> StatusTracker:
-    status: StatusTracker = client.app_state["services"].status
+def tracker(client: TestClient) -> MqttLink:
+    status: MqttLink = client.app_state["services"].link
     return status
 
 
@@ -412,7 +412,7 @@ def test_main_serves_and_stops_cleanly(sig: signal.Signals, mosquitto: Mosquitto
                             "SMARTCITY_INFLUX_DB": influx_settings.db}
     log = tmp_path / "api.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "smartcity.cli", "api", "--port",
+        proc = subprocess.Popen([sys.executable, "-m", "launcher.cli", "api", "--port",
                                  str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         def ready() -> Any:

@@ -9,16 +9,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from rules.config import load_rules
 from rules.engine import Engine
-from rules.lines import alert_line
 from rules.wording import ward_names
 from smartcity.city import load_city
 from smartcity.codec import Reading
-from smartcity.influx import InfluxClient
 from smartcity.models import Source
+from smartcity.rulefile import load_rules
 from smartcity.settings import ApiSettings, MqttSettings
 from smartcity.topics import Domain
+from storage.alerts import alert_line
+from storage.influx import InfluxClient
 
 pytestmark = pytest.mark.servers
 

@@ -23,10 +23,10 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from api.main import create_app
+from launcher.servers import free_port
 from smartcity.city import default_city_path
-from smartcity.models import DeviceState, DeviceStatus, Source
+from smartcity.models import METRIC_BOUNDS, DeviceState, DeviceStatus, Source
 from smartcity.registry import DeviceInfo
-from smartcity.servers import free_port
 from smartcity.settings import ApiSettings, InfluxSettings, MqttSettings
 from smartcity.topics import Domain, profile_topic, status_topic, telemetry_topic
 from tests.mqtt import publish, wait_for
@@ -59,6 +59,21 @@ EXHIBITOR = DeviceInfo(device_id="expo-aqua-1", domain=Domain.FLOOD, name="Cảm
 def client(influx_settings: InfluxSettings, mqtt_settings: MqttSettings) -> Iterator[TestClient]:
     with TestClient(create_app(ApiSettings(influx=influx_settings, mqtt=mqtt_settings))) as c:
         yield c
+
+
+def test_the_board_takes_metric_labels_and_units_from_the_apis_catalogue(
+        client: TestClient) -> None:
+    metrics = {m["name"]: m for m in client.get("/api/v1/metrics").json()}
+    assert set(metrics) == {name for bounds in METRIC_BOUNDS.values() for name in bounds}
+    for bounds in METRIC_BOUNDS.values():
+        for name, (low, high) in bounds.items():
+            assert (metrics[name]["min"], metrics[name]["max"]) == (low, high), name
+    flow = metrics["flow_veh_h"]
+    assert (flow["label_vi"], flow["label_en"], flow["unit_vi"], flow["unit"]) == (
+        "Lưu lượng", "Flow", "xe/h", "veh/h")
+    # The board restates none of it.
+    i18n = (BOARD / "i18n.js").read_text()
+    assert "Lưu lượng" not in i18n and "xe/h" not in i18n
 
 
 def test_the_board_is_served_as_plain_files_that_need_nothing_from_outside(
@@ -181,7 +196,7 @@ class Service:
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "smartcity.cli", *self.args],
+            self.proc = subprocess.Popen([sys.executable, "-m", "launcher.cli", *self.args],
                                          env=self.env, cwd=REPO, stdout=out,
                                          stderr=subprocess.STDOUT)
 

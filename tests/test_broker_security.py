@@ -19,11 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ingest.service import IngestService
-from simulators.runner import run as run_simulator
-from smartcity.city import load_city
-from smartcity.control import command_topics, state_topic
-from smartcity.dynsec import (
+from broker.dynsec import (
     HASH_BYTES,
     HASH_ITERATIONS,
     SALT_BYTES,
@@ -43,10 +39,8 @@ from smartcity.dynsec import (
     verify_password,
     write_initial_config,
 )
-from smartcity.errors import ContractError, InvalidId, InvalidTopic
-from smartcity.influx import InfluxClient
-from smartcity.servers import (
-    REPO,
+from ingest.service import IngestService
+from launcher.servers import (
     Influxd,
     Mosquitto,
     ServerError,
@@ -55,6 +49,10 @@ from smartcity.servers import (
     free_port,
     tcp_answers,
 )
+from simulators.runner import run as run_simulator
+from smartcity.city import load_city
+from smartcity.control import command_topics, state_topic
+from smartcity.errors import ContractError, InvalidId, InvalidTopic
 from smartcity.settings import InfluxSettings, MqttSettings, SimulatorSettings
 from smartcity.topics import (
     profile_filter,
@@ -65,6 +63,7 @@ from smartcity.topics import (
     value_filter,
     value_topic,
 )
+from storage.influx import InfluxClient
 from tests.ingest_helpers import flood, ingest_settings
 from tests.mqtt import wait_for
 from tests.secured_broker import NOT_AUTHORIZED, SecuredBroker, Session, start_secured
@@ -76,6 +75,8 @@ SUB_LITERAL = AclType.SUBSCRIBE_LITERAL
 PASSWORDS = {s: f"{s}-password-of-16+" for s in SERVICES}
 
 # --- pure: the roles ------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 DEVICE = device_role("flood-d1", "flood", "city")
@@ -277,7 +278,7 @@ def test_broker_init_refuses_a_missing_or_weak_password_naming_the_variable(
 def test_smartcity_broker_init_writes_once_and_keeps_the_file(
         tmp_path: Path, subprocess_env: dict[str, str]) -> None:
     path = tmp_path / "data" / "dynamic-security.json"
-    command = [sys.executable, "-m", "smartcity.cli", "broker", "init", "--config", str(path)]
+    command = [sys.executable, "-m", "launcher.cli", "broker", "init", "--config", str(path)]
     env = {**subprocess_env, **env_passwords()}
 
     made = subprocess.run([*command, "--root", "exhibit"], env=env, capture_output=True,

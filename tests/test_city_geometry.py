@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 
 from api.citygeometry import distance_m, features, geometry_path, inside, load_geometry
 from api.main import create_app
+from launcher.servers import free_port
 from smartcity.city import load_city
 from smartcity.errors import ContractError
-from smartcity.servers import free_port
 from smartcity.settings import ApiSettings, InfluxSettings, MqttSettings
 
 CITY = load_city()

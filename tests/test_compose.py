@@ -6,7 +6,6 @@ mounts exists and matches what the code writes and reads."""
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 from pathlib import Path
@@ -16,15 +15,15 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from api.live import LiveSettings
+from broker.dynsec import SERVICES, password_variable, service_roles
+from launcher.cli import build_parser
 from rules.settings import RulesSettings
-from smartcity.cli import build_parser
-from smartcity.dynsec import SERVICES, password_variable, service_roles
 from smartcity.settings import (
     ApiSettings,
     CommonSettings,
     InfluxSettings,
     IngestSettings,
+    LiveSettings,
     MqttSettings,
     SimulatorSettings,
 )
@@ -43,7 +42,7 @@ SECRET = "0123456789abcdef0123456789abcdef"
 def variables_read(cls: type[BaseSettings]) -> set[str]:
     prefix = str(cls.model_config.get("env_prefix", ""))
     return {(f.alias or f"{prefix}{name}").upper() for name, f in cls.model_fields.items()
-            if name not in ("mqtt", "influx")}
+            if name not in ("mqtt", "influx", "live")}
 
 
 READ_BY_SMARTCITY = set().union(*(variables_read(c) for c in SETTINGS)) | {
@@ -84,19 +83,14 @@ def test_the_project_image_comes_from_the_repos_dockerfile_and_runs_real_command
 
 
 @pytest.mark.parametrize("name", [n for n in OURS if n != "broker-init"])
-def test_every_variable_set_is_read_and_the_exhibit_settings_accept_them(
-        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_variable_set_is_read_and_the_exhibit_settings_accept_them(name: str) -> None:
     env = environment(name)
     smartcity_vars = {k for k in env if k.startswith("SMARTCITY_")}
     assert smartcity_vars <= READ_BY_SMARTCITY, smartcity_vars - READ_BY_SMARTCITY
     cls = OURS[name]
     assert cls is not None
     # The service reads its settings from exactly this environment, as in its container.
-    for variable in [v for v in os.environ if v.startswith("SMARTCITY_")]:
-        monkeypatch.delenv(variable)
-    for variable, value in env.items():
-        monkeypatch.setenv(variable, value)
-    settings = cls()
+    settings = cls.from_env(env)
     assert isinstance(settings, CommonSettings)
     assert settings.env.value == "exhibit"
     assert settings.influx.username == "smartcity" and settings.influx.password is not None
@@ -202,3 +196,15 @@ def test_the_broker_and_api_healthchecks_probe_what_the_services_serve() -> None
     assert probe[-3:] == ["$?", "-eq", "5"]
     api = " ".join(SERVICES_["api"]["healthcheck"]["test"])
     assert f"127.0.0.1:{environment('api')['SMARTCITY_API_PORT']}/healthz" in api
+
+
+def test_settings_read_the_environment_they_are_given_and_nothing_else() -> None:
+    # The session's own SMARTCITY_DATA_DIR (tests/conftest.py) is not in this environment.
+    env = {"SMARTCITY_MQTT_URL": "mqtts://api:secret@broker.example:8884",
+           "SMARTCITY_LIVE_TICK_S": "0.2", "SMARTCITY_API_PORT": "8100"}
+    settings = ApiSettings.from_env(env, scale=2)
+    assert settings.data_dir == Path("var") and settings.scale == 2 and settings.port == 8100
+    assert (settings.mqtt.host, settings.mqtt.port, settings.mqtt.tls) == (
+        "broker.example", 8884, True)
+    assert settings.mqtt.address == "mqtts://broker.example:8884"
+    assert settings.live.tick_s == 0.2

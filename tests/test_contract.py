@@ -27,6 +27,7 @@ from smartcity import (
     telemetry_topic,
 )
 from smartcity.city import load_city
+from smartcity.durations import parse_duration
 from smartcity.topics import Kind, Topic, check_root, device_id_from_topic
 
 TS = 1795316645123  # 2026-11-22T03:04:05.123Z
@@ -258,3 +259,22 @@ def test_a_bad_city_file_names_the_field(tmp_path: object) -> None:
     with pytest.raises(ContractError) as e:
         load_city(bad)
     assert e.value.problems[0].field == "city.toml:4: wards[0].id"
+
+
+# Every duration any setting, option, scenario file or query parameter took before they shared
+# one parser still reads the same.
+@pytest.mark.parametrize(("value", "seconds"), [
+    (90, 90.0), (1.5, 1.5), ("90", 90.0), ("2.5", 2.5), ("0", 0.0), ("45s", 45.0),
+    ("1.5s", 1.5), (".5s", 0.5), ("250ms", 0.25), ("5m", 300.0), ("0.5h", 1800.0),
+    ("1h30m", 5400.0), ("1h 30m", 5400.0), ("1h2m3s", 3723.0), ("2d", 172_800.0),
+    ("1w", 604_800.0), ("0s", 0.0),
+])
+def test_durations_as_people_write_them(value: object, seconds: float) -> None:
+    assert parse_duration(value) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("value", ["", "m", "5x", "5min", "5M", "-5m", "-5", "1h-30m", "5m3",
+                                   "nan", "inf", "5m; DROP", -1, True, None, float("inf")])
+def test_what_is_not_a_duration(value: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(value)

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from smartcity.servers import Influxd
+from launcher.servers import Influxd
 from tests.exhibit import Exhibit, running_exhibit
 from tests.mqtt import wait_for
 from tests.secured_broker import NOT_AUTHORIZED
@@ -215,7 +215,7 @@ def run_cli(exhibit: Exhibit, *args: str,
             token: str | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, SMARTCITY_API_URL=exhibit.api_url,
                SMARTCITY_ADMIN_TOKEN=exhibit.admin_token if token is None else token)
-    return subprocess.run([sys.executable, "-m", "smartcity.cli", "devices", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "launcher.cli", "devices", *args], env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -246,7 +246,7 @@ def test_the_command_line_adds_lists_shows_rotates_and_removes(exhibit: Exhibit)
 
 def test_the_cli_says_when_the_api_is_unreachable(tmp_path: Path) -> None:
     env = dict(os.environ, SMARTCITY_API_URL="http://127.0.0.1:9", SMARTCITY_ADMIN_TOKEN="x")
-    result = subprocess.run([sys.executable, "-m", "smartcity.cli", "devices", "list"], env=env,
+    result = subprocess.run([sys.executable, "-m", "launcher.cli", "devices", "list"], env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 3
     assert "cannot reach the api" in result.stderr

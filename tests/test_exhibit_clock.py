@@ -27,8 +27,8 @@ from smartcity.control import (
     encode_command,
     state_topic,
 )
-from smartcity.influx import InfluxClient
 from smartcity.settings import InfluxSettings, MqttSettings, SimulatorSettings
+from storage.influx import InfluxClient
 from tests.ingest_helpers import ingest_settings, running_ingest
 from tests.mqtt import collecting, publish, wait_for
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from smartcity.servers import Influxd
+from launcher.servers import Influxd
 from tests.exhibit import Exhibit, running_exhibit
 from tests.mqtt import wait_for
 

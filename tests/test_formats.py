@@ -11,7 +11,6 @@ import orjson
 import pytest
 
 from ingest.judge import Accepted, Judge, Rejection
-from ingest.lineprotocol import printable, rejection_line, to_line
 from smartcity.city import load_city
 from smartcity.codec import SENML_METRICS, Reading, decode, decode_message
 from smartcity.errors import (
@@ -33,6 +32,7 @@ from smartcity.topics import (
     value_filter,
     value_topic,
 )
+from storage.lineprotocol import printable, rejection_line, to_line
 
 NOW = 1795316645123  # 2026-11-22T03:04:05.123Z: when the message arrived
 S = 1795316000  # an absolute SenML time, in seconds

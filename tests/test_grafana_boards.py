@@ -31,15 +31,15 @@ import pytest
 import yaml
 
 from ingest.stats import Stats, reason_field
-from rules.config import load_rules
+from launcher.servers import Influxd, Mosquitto
 from smartcity.city import load_city
 from smartcity.errors import Reason
-from smartcity.influx import InfluxClient, Series
 from smartcity.models import TELEMETRY_MODELS, Source
 from smartcity.registry import DeviceInfo
-from smartcity.servers import Influxd, Mosquitto
+from smartcity.rulefile import load_rules
 from smartcity.settings import InfluxSettings, MqttSettings
 from smartcity.topics import Domain, profile_topic
+from storage.influx import InfluxClient, Series
 from tests.ingest_helpers import ingest_env
 from tests.mqtt import close, connect, publish, wait_for
 
@@ -406,7 +406,7 @@ def fill(influx: InfluxClient, mqtt: MqttSettings, env: dict[str, str], tmp: Pat
         scenario.write_text(STORM, encoding="utf-8")
         sim_start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start_ms / 1000 - 40 * 60))
         sim = subprocess.run(
-            [sys.executable, "-m", "smartcity.cli", "simulate", "--start", sim_start,
+            [sys.executable, "-m", "launcher.cli", "simulate", "--start", sim_start,
              "--speed", "max", "--duration", "30m", "--interval", "30", "--seed", "7",
              "--scenario", str(scenario)], env=env, capture_output=True, text=True,
             timeout=120)
@@ -476,7 +476,7 @@ def city(mosquitto: Mosquitto, influxd: Influxd,
     try:
         for service in ("ingest", "rules"):
             with (tmp / f"{service}.log").open("wb") as log:
-                procs.append(subprocess.Popen([sys.executable, "-m", "smartcity.cli", service],
+                procs.append(subprocess.Popen([sys.executable, "-m", "launcher.cli", service],
                                               env=env, stdout=log, stderr=subprocess.STDOUT))
         try:
             simulated = fill(influx, mqtt, env, tmp)

@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from smartcity.influx import InfluxClient
-from smartcity.servers import Influxd, start_with_retry
+from launcher.servers import Influxd, start_with_retry
 from smartcity.settings import InfluxSettings, MqttSettings
+from storage.influx import InfluxClient
 from tests.ingest_helpers import (
     flood,
     ingest_env,

@@ -20,17 +20,17 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest.lineprotocol import printable
 from rules.service import RulesService
 from rules.settings import RulesSettings
 from smartcity.alerts import AlertLevel, AlertState, decode_alert
 from smartcity.city import load_city
 from smartcity.errors import REASON_CODES, Reason
-from smartcity.influx import InfluxClient
 from smartcity.models import Source
 from smartcity.registry import DeviceInfo, Registry
 from smartcity.settings import MqttSettings
 from smartcity.topics import Domain, profile_topic
+from storage.influx import InfluxClient
+from storage.lineprotocol import printable
 from tests.ingest_helpers import ingest_settings, now_ms, running_ingest
 from tests.mqtt import close, collecting, connect, publish, wait_for
 

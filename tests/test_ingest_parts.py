@@ -9,20 +9,20 @@ import orjson
 import pytest
 
 from ingest.judge import Accepted, Judge, Rejection
-from ingest.lineprotocol import (
+from ingest.service import ReportLimiter
+from ingest.stats import Stats
+from smartcity.city import load_city
+from smartcity.models import Source
+from smartcity.registry import DeviceInfo, Registry
+from smartcity.topics import Domain
+from storage.lineprotocol import (
     LineProtocolError,
     escape_measurement,
     escape_string_field,
     escape_tag,
     format_value,
 )
-from ingest.service import ReportLimiter
-from ingest.spool import Spool
-from ingest.stats import Stats
-from smartcity.city import load_city
-from smartcity.models import Source
-from smartcity.registry import DeviceInfo, Registry
-from smartcity.topics import Domain
+from storage.spool import Spool
 
 TS = 1795316645123
 

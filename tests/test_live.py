@@ -24,15 +24,15 @@ from websockets.asyncio.client import connect as aconnect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from api.live import LiveHub, LiveSettings, shutdown_streams
+from api.live import LiveHub, shutdown_streams
 from api.main import create_app
+from launcher.servers import Mosquitto, free_port
 from smartcity.alerts import Alert, AlertLevel, AlertState, encode_alert
 from smartcity.city import load_city
 from smartcity.control import SimulatorState, encode_state, state_topic
 from smartcity.models import Source
 from smartcity.registry import DeviceInfo, Registry
-from smartcity.servers import Mosquitto, free_port
-from smartcity.settings import ApiSettings, InfluxSettings, MqttSettings
+from smartcity.settings import ApiSettings, InfluxSettings, LiveSettings, MqttSettings
 from smartcity.topics import Domain, alert_topic, profile_topic, status_topic, telemetry_topic
 from tests.mqtt import close, publish, wait_for
 from tests.mqtt import connect as mqtt_connect
@@ -97,8 +97,9 @@ def serve(mqtt_settings: MqttSettings, registry: Registry,
           live: LiveSettings = FAST) -> Iterator[Api]:
     # The live stream needs no database: InfluxDB is left unreachable.
     settings = ApiSettings(mqtt=mqtt_settings,
-                           influx=InfluxSettings(url=f"http://127.0.0.1:{free_port()}"))
-    app = create_app(settings, registry, live=live)
+                           influx=InfluxSettings(url=f"http://127.0.0.1:{free_port()}"),
+                           live=live)
+    app = create_app(settings, registry)
     port = free_port()
     server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
                                     lifespan="on"))
@@ -630,7 +631,7 @@ def test_the_api_stops_promptly_with_streams_open(mosquitto: Mosquitto, root: st
                             "SMARTCITY_INFLUX_URL": f"http://127.0.0.1:{free_port()}"}
     log = tmp_path / "api.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "smartcity.cli", "api", "--port",
+        proc = subprocess.Popen([sys.executable, "-m", "launcher.cli", "api", "--port",
                                  str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         def up() -> bool:

@@ -7,10 +7,11 @@ from typing import Any
 import orjson
 import pytest
 
-from api.live import GOING_AWAY, TRY_AGAIN_LATER, LiveHub, LiveSettings
-from api.livebuffer import Outbox, Pacer
-from api.livefilter import MAX_VALUES, LiveFilter, parse_filter
-from api.livewire import (
+from api.link import MqttLink
+from api.live import GOING_AWAY, TRY_AGAIN_LATER, LiveHub
+from api.live.buffer import Outbox, Pacer
+from api.live.filter import MAX_VALUES, LiveFilter, parse_filter
+from api.live.wire import (
     DeviceAction,
     Event,
     EventType,
@@ -22,7 +23,6 @@ from api.livewire import (
     snapshot_event,
     status_event,
 )
-from api.status import StatusTracker
 from smartcity.alerts import Alert, AlertLevel, AlertState
 from smartcity.city import load_city
 from smartcity.codec import Reading
@@ -30,7 +30,7 @@ from smartcity.control import SimulatorState
 from smartcity.errors import ContractError
 from smartcity.models import DeviceState, DeviceStatus, Source
 from smartcity.registry import DeviceInfo
-from smartcity.settings import MqttSettings
+from smartcity.settings import LiveSettings, MqttSettings
 from smartcity.topics import Domain
 
 REGISTRY = load_city().registry()
@@ -285,7 +285,7 @@ def test_pacer_holds_readings_back_newest_per_device_each_in_turn() -> None:
 
 def hub(**settings: Any) -> LiveHub:
     return LiveHub(LiveSettings(**settings), load_city().registry(),
-                   StatusTracker(MqttSettings(root=ROOT)))
+                   MqttLink(MqttSettings(root=ROOT)))
 
 
 def feed(h: LiveHub, device_id: str, seq: int) -> None:

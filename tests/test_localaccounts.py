@@ -12,9 +12,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from smartcity.dynsec import SERVICES, DynSecAdmin, password_variable, service_roles
-from smartcity.localaccounts import BrokerAccounts, parse_accounts, prepare_broker_accounts
-from smartcity.servers import Mosquitto, ServerError, start_with_retry
+from broker.dynsec import SERVICES, DynSecAdmin, password_variable, service_roles
+from broker.localaccounts import (
+    AccountsError,
+    BrokerAccounts,
+    parse_accounts,
+    prepare_broker_accounts,
+)
+from launcher.servers import Mosquitto, start_with_retry
 from smartcity.settings import MqttSettings
 from tests.secured_broker import NOT_AUTHORIZED, Session
 
@@ -128,7 +133,7 @@ def test_an_account_missing_from_the_file_is_generated_and_the_others_kept(
     ("SMARTCITY_BROKER_API_PASSWORD='unterminated\n", "accounts.env:1: No closing quotation"),
 ])
 def test_a_bad_accounts_file_is_refused_naming_the_problem(text: str, words: str) -> None:
-    with pytest.raises(ServerError) as refused:
+    with pytest.raises(AccountsError) as refused:
         parse_accounts(text, "accounts.env")
     assert words in str(refused.value)
 
@@ -145,6 +150,6 @@ def test_the_accounts_file_reads_as_a_shell_does() -> None:
 def test_a_broken_plugin_file_is_refused_not_overwritten(tmp_path: Path) -> None:
     accounts = prepare_broker_accounts(tmp_path, "city")
     accounts.dynsec_file.write_text("{not json")
-    with pytest.raises(ServerError, match="cannot read the broker accounts"):
+    with pytest.raises(AccountsError, match="cannot read the broker accounts"):
         prepare_broker_accounts(tmp_path, "city")
     assert accounts.dynsec_file.read_text() == "{not json"

@@ -39,10 +39,10 @@ from recorder import (
 from recorder.publisher import no_delay
 from recorder.rebase import rebase_payload
 from smartcity.city import load_city
-from smartcity.influx import InfluxClient
 from smartcity.models import format_ts
 from smartcity.settings import InfluxSettings, MqttSettings
 from smartcity.topics import TopicFilter
+from storage.influx import InfluxClient
 from tests.mqtt import connect, publish, wait_for
 
 pytestmark = pytest.mark.servers

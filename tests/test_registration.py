@@ -8,9 +8,8 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from api.models.devices import Credentials, DeviceRequest
 from api.registration import (
-    Credentials,
-    DeviceRequest,
     RegistrationProblem,
     build_device,
     example_of,

@@ -11,10 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from rules import query
-from rules.config import RuleFileError, RuleSet, load_rules, parse_rules
 from rules.engine import Engine
-from rules.lines import alert_line
 from rules.wording import ward_names
 from smartcity.alerts import Alert, AlertLevel, AlertState, alert_id, decode_alert, encode_alert
 from smartcity.city import City, load_city
@@ -23,7 +20,10 @@ from smartcity.errors import InvalidId
 from smartcity.ids import is_valid_id
 from smartcity.models import Source, format_ts
 from smartcity.registry import DeviceInfo, Registry
+from smartcity.rulefile import RuleFileError, RuleSet, load_rules, parse_rules
 from smartcity.topics import Domain
+from storage import alerts
+from storage.alerts import alert_line
 
 T0 = 1_780_000_000_000  # 2026-05-28T20:26:40Z
 MIN = 60_000
@@ -401,12 +401,12 @@ def test_a_city_warning_level_that_breaks_the_rule_is_refused() -> None:
 
 
 def test_alert_queries_are_built_from_checked_values() -> None:
-    since = T0 - query.ACTIVE_WINDOW_MS
-    assert query.latest_events_query(T0, Domain.FLOOD) == (
+    since = T0 - alerts.ACTIVE_WINDOW_MS
+    assert alerts.latest_events_query(T0, Domain.FLOOD) == (
         f'SELECT * FROM "alerts" WHERE time >= {since}ms AND "domain" = \'flood\' '
         'GROUP BY "alert_id" ORDER BY time DESC LIMIT 1')
-    assert query.events_query(T0, T0 + MIN, alert_id="a_1", limit=5) == (
+    assert alerts.events_query(T0, T0 + MIN, alert_id="a_1", limit=5) == (
         f'SELECT * FROM "alerts" WHERE time >= {T0}ms AND time <= {T0 + MIN}ms AND '
         '"alert_id" = \'a_1\' ORDER BY time DESC LIMIT 5')
     with pytest.raises(InvalidId):
-        query.events_query(T0, alert_id="x' OR '1'='1")
+        alerts.events_query(T0, alert_id="x' OR '1'='1")

@@ -17,17 +17,17 @@ from pathlib import Path
 import orjson
 import pytest
 
-from rules import query
+from launcher.servers import free_port
 from rules.service import RulesService
 from rules.settings import RulesSettings
 from smartcity.alerts import Alert, AlertLevel, AlertState, decode_alert
 from smartcity.city import load_city
-from smartcity.influx import InfluxClient
 from smartcity.models import Source, format_ts
 from smartcity.registry import DeviceInfo, Registry
-from smartcity.servers import free_port
 from smartcity.settings import InfluxSettings, MqttSettings
 from smartcity.topics import Domain
+from storage import alerts
+from storage.influx import InfluxClient
 from tests.mqtt import Received, collecting, connect, wait_for
 
 pytestmark = pytest.mark.servers
@@ -98,7 +98,7 @@ def retained(mqtt: MqttSettings, settle: float = 0.5) -> list[Received]:
 
 
 def stored(influx: InfluxClient) -> list[Alert]:
-    return query.shape_events(influx.query(query.events_query(BASE - MIN)))
+    return alerts.shape_events(influx.query(alerts.events_query(BASE - MIN)))
 
 
 def test_a_storm_raises_escalates_and_clears_one_alert_end_to_end(
@@ -122,8 +122,8 @@ def test_a_storm_raises_escalates_and_clears_one_alert_end_to_end(
 
         # ... and the api, from InfluxDB, lists it as active.
         wait_for(lambda: len(stored(influx)) == 2, what="two alert points")
-        latest = query.shape_events(influx.query(query.latest_events_query(BASE + 6 * MIN)))
-        assert query.for_screen(latest) == [alert]
+        latest = alerts.shape_events(influx.query(alerts.latest_events_query(BASE + 6 * MIN)))
+        assert alerts.for_screen(latest) == [alert]
 
         send(mqtt_settings, STORM[6:], first_minute=6)
         wait_for(lambda: len(got) == 5, what="the cleared event and the emptied topic")
@@ -139,13 +139,13 @@ def test_a_storm_raises_escalates_and_clears_one_alert_end_to_end(
 
     wait_for(lambda: len(stored(influx)) == 4, what="four alert points")
     assert sorted(stored(influx), key=lambda a: a.updated_at) == events
-    one = query.events_query(BASE, domain=Domain.FLOOD, alert_id=alert.alert_id, limit=2)
-    assert [a.state for a in query.shape_events(influx.query(one))] == [C, U]
+    one = alerts.events_query(BASE, domain=Domain.FLOOD, alert_id=alert.alert_id, limit=2)
+    assert [a.state for a in alerts.shape_events(influx.query(one))] == [C, U]
     rows = influx.query('SELECT * FROM "alerts" WHERE "state" = \'cleared\'')[0].rows()
     assert rows[0]["time"] == BASE + 27 * MIN and rows[0]["level"] == "warning"
     assert rows[0]["source"] == "simulated" and rows[0]["ward"] == "thanh-my-tay"
-    latest = query.shape_events(influx.query(query.latest_events_query(BASE + 30 * MIN)))
-    assert query.for_screen(latest) == [] and query.for_screen(latest, None) == [events[-1]]
+    latest = alerts.shape_events(influx.query(alerts.latest_events_query(BASE + 30 * MIN)))
+    assert alerts.for_screen(latest) == [] and alerts.for_screen(latest, None) == [events[-1]]
 
 
 def test_a_restart_keeps_the_active_alert_without_raising_it_again(
@@ -220,7 +220,7 @@ def test_alerts_wait_on_disk_while_influxdb_is_down(
 
 def rules_process(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "smartcity.cli", "rules"], env=env, cwd=REPO,
+        return subprocess.Popen([sys.executable, "-m", "launcher.cli", "rules"], env=env, cwd=REPO,
                                 stdout=out, stderr=subprocess.STDOUT)
 
 
@@ -270,7 +270,7 @@ def test_a_bad_rule_file_stops_the_service_with_the_field_named(
     bad = tmp_path / "rules.toml"
     bad.write_text((REPO / "rules" / "defaults.toml").read_text(encoding="utf-8")
                    .replace('metric = "speed_kmh"', 'metric = "speed_mph"'), encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "smartcity.cli", "rules"], cwd=REPO, timeout=60,
+    done = subprocess.run([sys.executable, "-m", "launcher.cli", "rules"], cwd=REPO, timeout=60,
                           env=dict(subprocess_env, SMARTCITY_RULES_FILE=str(bad)),
                           capture_output=True, text=True)
     assert done.returncode == 2

@@ -10,12 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from rules import query
 from rules.silence import Silence
 from smartcity.alerts import AlertLevel, AlertState
-from smartcity.influx import InfluxClient
 from smartcity.models import format_ts
 from smartcity.settings import ApiSettings, MqttSettings
+from storage import alerts
+from storage.influx import InfluxClient
 from tests.mqtt import collecting, wait_for
 from tests.test_rules_engine import engine, run
 from tests.test_rules_service import (
@@ -83,7 +83,7 @@ def test_the_rules_service_says_a_sensor_went_silent_on_mqtt_and_in_the_api(
                  timeout=20, what="the alert heard again")
         wait_for(lambda: not listed()[0].get("silent_since"), timeout=20,
                  what="the api to say it is heard again")
-        events = query.shape_events(influx.query(query.events_query(BASE - MIN)))
+        events = alerts.shape_events(influx.query(alerts.events_query(BASE - MIN)))
         assert events and all(e.alert_id == events[0].alert_id for e in events)
 
 

@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from launcher.servers import free_port
 from simulators.runner import SEEDED_START_MS, run
 from smartcity.city import load_city
 from smartcity.models import parse_ts
-from smartcity.servers import free_port
 from smartcity.settings import ApiSettings, InfluxSettings, MqttSettings, SimulatorSettings
 from tests.mqtt import collecting, wait_for
 

@@ -7,7 +7,7 @@ import math
 import orjson
 import pytest
 
-from simulators.clock import SimClock, parse_duration, parse_speed, parse_start
+from simulators.clock import SimClock, parse_speed, parse_start
 from simulators.scenarios import load_scenario
 from simulators.simulation import Simulation
 from smartcity.city import load_city
@@ -25,6 +25,7 @@ from smartcity.control import (
     parse_command,
     state_topic,
 )
+from smartcity.durations import parse_duration
 from smartcity.errors import ContractError, InvalidPayload
 
 # --- the clock ---------------------------------------------------------------------------

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from launcher.servers import Mosquitto, free_port, start_with_retry
 from simulators.runner import SEEDED_START_MS, readings, run
 from simulators.scenarios import load_scenario
 from smartcity.city import load_city
 from smartcity.codec import Reading, decode, decode_status
 from smartcity.control import SimulatorState, decode_state
 from smartcity.models import DeviceState
-from smartcity.servers import Mosquitto, free_port, start_with_retry
 from smartcity.settings import MqttSettings, SimulatorSettings
 from tests.mqtt import Received, collecting, publish, wait_for
 
@@ -77,7 +77,7 @@ def simulating(settings: SimulatorSettings, **options: object) -> Iterator[list[
 def start_simulator(env: dict[str, str], settings: MqttSettings,
                     *args: str) -> subprocess.Popen[bytes]:
     env = {**env, "SMARTCITY_MQTT_URL": settings.url, "SMARTCITY_MQTT_ROOT": settings.root}
-    return subprocess.Popen([sys.executable, "-m", "smartcity.cli", "simulate", *args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "launcher.cli", "simulate", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

@@ -27,12 +27,12 @@ import httpx
 import orjson
 import pytest
 
+from broker.dynsec import SERVICES, password_variable
+from broker.localaccounts import parse_accounts
+from launcher.servers import Influxd, Mosquitto, free_port, port_in_use
 from smartcity.city import load_city
-from smartcity.dynsec import SERVICES, password_variable
-from smartcity.influx import InfluxClient
-from smartcity.localaccounts import parse_accounts
-from smartcity.servers import Influxd, Mosquitto, free_port, port_in_use
 from smartcity.settings import InfluxSettings, MqttSettings
+from storage.influx import InfluxClient
 from tests.mqtt import wait_for
 from tests.secured_broker import NOT_AUTHORIZED, Session
 
@@ -125,7 +125,7 @@ def smartcity_up(tmp_path: Path, env: dict[str, str], *args: str,
     log = tmp_path / log_name
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "smartcity.cli", "up", "--mqtt-port", str(ports["mqtt"]),
+            [sys.executable, "-m", "launcher.cli", "up", "--mqtt-port", str(ports["mqtt"]),
              "--influx-port", str(ports["influx"]), "--api-port", str(ports["api"]), *args],
             env=env, stdout=out, stderr=subprocess.STDOUT)
     stack = Stack(proc, log, data_dir, f"http://127.0.0.1:{ports['api']}", ports)
@@ -205,7 +205,7 @@ def test_smartcity_up_runs_the_city_end_to_end_and_leaves_nothing_behind(
         recording = tmp_path / "city.screc"
         url = f"mqtt://recorder:{stack.passwords()['recorder']}@127.0.0.1:{stack.ports['mqtt']}"
         recorded = subprocess.run(
-            [sys.executable, "-m", "smartcity.cli", "record", "--out", str(recording),
+            [sys.executable, "-m", "launcher.cli", "record", "--out", str(recording),
              "--duration", "2s"], env=dict(subprocess_env, SMARTCITY_MQTT_URL=url),
             capture_output=True, text=True, timeout=60)
         assert recorded.returncode == 0, recorded.stderr
@@ -255,7 +255,7 @@ def test_smartcity_up_refuses_a_taken_port_clearly(tmp_path: Path,
         squatter.listen()
         port = squatter.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "smartcity.cli", "up", "--mqtt-port", str(port),
+            [sys.executable, "-m", "launcher.cli", "up", "--mqtt-port", str(port),
              "--influx-port", str(free_port()), "--api-port", str(free_port())],
             env=dict(subprocess_env, SMARTCITY_DATA_DIR=str(tmp_path / "var")),
             capture_output=True, text=True, timeout=30)
@@ -291,7 +291,7 @@ def test_smartcity_up_uses_the_servers_it_is_given(
 
 
 def test_up_help_lists_the_settings() -> None:
-    out = subprocess.run([sys.executable, "-m", "smartcity.cli", "up", "--help"],
+    out = subprocess.run([sys.executable, "-m", "launcher.cli", "up", "--help"],
                          capture_output=True, text=True, check=True).stdout
     for name in ("SMARTCITY_MQTT_URL", "SMARTCITY_INFLUX_URL", "SMARTCITY_INFLUX_DB",
                  "SMARTCITY_API_PORT", "SMARTCITY_DATA_DIR", "SMARTCITY_ADMIN_TOKEN",
@@ -423,7 +423,7 @@ def test_smartcity_up_names_what_is_wrong_in_the_accounts_file(
 def test_anonymous_broker_is_refused_with_a_given_broker(
         tmp_path: Path, subprocess_env: dict[str, str], mosquitto: Mosquitto) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "smartcity.cli", "up", "--anonymous-broker"],
+        [sys.executable, "-m", "launcher.cli", "up", "--anonymous-broker"],
         env=dict(subprocess_env, SMARTCITY_MQTT_URL=mosquitto.url),
         capture_output=True, text=True, timeout=30)
     assert result.returncode == 2

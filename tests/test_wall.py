@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from smartcity.servers import free_port
+from launcher.servers import free_port
 from tests.board_checks import overlaps, text_sizes
 from tests.mqtt import wait_for
 from tests.test_board import (  # noqa: F401  (fixtures)

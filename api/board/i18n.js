@@ -167,30 +167,23 @@ export function applyStatic(root = document) {
   for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
 }
 
-// Metric names as the board shows them, with their units.
-const METRICS = {
-  water_level_cm: ["Mực nước", "Water level", "cm"],
-  river_level_cm: ["Mực nước sông", "River level", "cm"],
-  rain_mm_h: ["Lượng mưa", "Rain", "mm/h"],
-  temperature_c: ["Nhiệt độ", "Temperature", "°C"],
-  humidity_pct: ["Độ ẩm", "Humidity", "%"],
-  wind_kmh: ["Gió", "Wind", "km/h"],
-  speed_kmh: ["Tốc độ", "Speed", "km/h"],
-  occupancy_pct: ["Chiếm dụng", "Occupancy", "%"],
-  flow_veh_h: ["Lưu lượng", "Flow", "xe/h"],
-  power_w: ["Điện", "Power", "W"],
-  pm25_ugm3: ["PM2.5", "PM2.5", "µg/m³"],
-  co2_ppm: ["CO₂", "CO₂", "ppm"],
-  battery_pct: ["Pin", "Battery", "%"],
-};
+// Metric names as the board shows them, with their units: the api's catalogue
+// (GET /api/v1/metrics), given once it has come.
+const METRICS = new Map();
+
+export function setMetrics(list) {
+  METRICS.clear();
+  for (const m of list) METRICS.set(m.name, m);
+}
 
 export function metricLabel(name) {
-  const m = METRICS[name];
-  return m ? m[index()] : name;
+  const m = METRICS.get(name);
+  if (!m) return name;
+  return lang === "en" ? m.label_en : m.label_vi;
 }
 
 export function unit(name) {
-  const m = METRICS[name];
+  const m = METRICS.get(name);
   if (!m) return "";
-  return name === "flow_veh_h" && lang === "en" ? "veh/h" : m[2];
+  return lang === "en" ? m.unit : m.unit_vi;
 }

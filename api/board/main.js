@@ -2,7 +2,7 @@
 // Query options: ?lang=en|vi, ?stale=SECONDS (default 60).
 
 import { renderCaption } from "./caption.js";
-import { applyStatic, lang, nameOf, setLang, t } from "./i18n.js";
+import { applyStatic, lang, nameOf, setLang, setMetrics, t } from "./i18n.js";
 import { connectLive, fetchJson } from "./live.js";
 import { MapView } from "./map.js";
 import { renderHeader, renderSide } from "./panels.js";
@@ -29,6 +29,7 @@ const view = new MapView(document.getElementById("map"), store,
                           document.getElementById("caption"),
                           document.getElementById("phone")]);
 let map = null;
+let metrics = false;
 let connection = "connecting";
 let pending = { all: true, devices: new Set(), alerts: true, registry: true };
 let frame = 0;
@@ -64,7 +65,7 @@ function render() {
   renderHeader(store, now, connection);
   const city = document.getElementById("city-name");
   if (map && city.textContent !== nameOf(map)) city.textContent = nameOf(map);
-  document.body.dataset.ready = map && connection === "live" ? "1" : "0";
+  document.body.dataset.ready = map && metrics && connection === "live" ? "1" : "0";
 }
 
 function onMessage(msg) {
@@ -104,6 +105,12 @@ setInterval(() => {
 
 const scheme = location.protocol === "https:" ? "wss" : "ws";
 connectLive(`${scheme}://${location.host}/api/v1/live`, { onMessage, onState });
+fetchJson("/api/v1/metrics").then((list) => {
+  setMetrics(list);
+  metrics = true;
+  pending.all = true;
+  schedule();
+});
 // The geography is optional: a city file without one gets its wards' names only.
 const geometry = fetch("/api/v1/city/geometry")
   .then((r) => (r.ok ? r.json() : null)).catch(() => null);

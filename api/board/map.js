@@ -18,6 +18,11 @@ const ALERT_RANK = { danger: 0, warning: 1, watch: 2, advisory: 3 };
 const KIND_RANK = { flood: 4, tide: 5, road: 7, device: 8, home: 10, rain: 11 };
 const AREA_RANK = { river: 6, ward: 9, place: 12, canal: 13, area: 14 };
 
+// A reading as the map writes it; a dash while the device has not sent it.
+function figureOf(value, digits) {
+  return value === undefined ? "–" : num(value, digits);
+}
+
 function el(tag, attrs = {}, parent = null) {
   const node = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
@@ -249,11 +254,13 @@ export class MapView {
     let value = "";
     if (kind === "road") {
       node.marker.dataset.level = congestion(m, place.free_flow_kmh);
-      value = m.speed_kmh === undefined ? "–" : `${num(m.speed_kmh, 0)} km/h`;
-      if (m.occupancy_pct !== undefined) value += ` · ${num(m.occupancy_pct, 0)}%`;
+      value = m.speed_kmh === undefined ? "–" : `${num(m.speed_kmh, 0)} ${unit("speed_kmh")}`;
+      if (m.occupancy_pct !== undefined) {
+        value += ` · ${num(m.occupancy_pct, 0)}${unit("occupancy_pct")}`;
+      }
     } else if (kind === "flood") {
       node.marker.dataset.level = depth(m.water_level_cm, place.warning_cm, place.levels);
-      value = m.water_level_cm === undefined ? "– cm" : `${num(m.water_level_cm, 1)} cm`;
+      value = `${figureOf(m.water_level_cm, 1)} ${unit("water_level_cm")}`;
       value += ` / ${num(place.warning_cm, 0)}`;
       if (node.spread) {
         node.spread.setAttribute("r", floodRadius(m.water_level_cm).toFixed(1));
@@ -263,15 +270,19 @@ export class MapView {
       node.marker.dataset.level = air(m.pm25_ugm3);
       const parts = [];
       if (m.power_w !== undefined) parts.push(`${num(m.power_w / 1000, 1)} kW`);
-      if (m.temperature_c !== undefined) parts.push(`${num(m.temperature_c, 1)}°C`);
+      if (m.temperature_c !== undefined) {
+        parts.push(`${num(m.temperature_c, 1)}${unit("temperature_c")}`);
+      }
       if (m.pm25_ugm3 !== undefined) parts.push(`PM2.5 ${num(m.pm25_ugm3, 0)}`);
       value = parts.join(" · ") || "–";
     } else if (kind === "rain") {
       node.marker.dataset.level = rain(m.rain_mm_h);
-      value = m.rain_mm_h === undefined ? "– mm/h" : `${num(m.rain_mm_h, 1)} mm/h`;
-      if (m.temperature_c !== undefined) value += ` · ${num(m.temperature_c, 1)}°C`;
+      value = `${figureOf(m.rain_mm_h, 1)} ${unit("rain_mm_h")}`;
+      if (m.temperature_c !== undefined) {
+        value += ` · ${num(m.temperature_c, 1)}${unit("temperature_c")}`;
+      }
     } else if (kind === "tide") {
-      value = m.river_level_cm === undefined ? "– cm" : `${num(m.river_level_cm, 0)} cm`;
+      value = `${figureOf(m.river_level_cm, 0)} ${unit("river_level_cm")}`;
       const above = TIDE_ALARMS_CM.filter((a) => m.river_level_cm >= a).length;
       node.marker.dataset.level = ["low", "watch", "warning", "danger"][above];
       if (node.detail && (naming || !node.detail.textContent)) {

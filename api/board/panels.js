@@ -73,10 +73,10 @@ export function renderSide(store, map, now, staleMs) {
                       "data-state": store.state(g.device_id, now, staleMs) },
       h("div", { class: "gauge-name" }, nameOf(g)),
       h("div", { class: "figures" },
-        figure(t("rain"), num(m.rain_mm_h, 1), "mm/h"),
-        figure(t("temperature"), num(m.temperature_c, 1), "°C"),
-        figure(t("humidity"), num(m.humidity_pct, 0), "%"),
-        figure(t("wind"), num(m.wind_kmh, 0), "km/h")));
+        figure(t("rain"), num(m.rain_mm_h, 1), unit("rain_mm_h")),
+        figure(t("temperature"), num(m.temperature_c, 1), unit("temperature_c")),
+        figure(t("humidity"), num(m.humidity_pct, 0), unit("humidity_pct")),
+        figure(t("wind"), num(m.wind_kmh, 0), unit("wind_kmh"))));
   }));
 
   const tide = document.getElementById("tide-body");
@@ -85,7 +85,8 @@ export function renderSide(store, map, now, staleMs) {
     return h("div", { class: "gauge", "data-device": g.device_id,
                       "data-state": store.state(g.device_id, now, staleMs) },
       h("div", { class: "gauge-name" }, nameOf(g)),
-      h("div", { class: "figures" }, figure(t("tide"), num(m.river_level_cm, 0), "cm")));
+      h("div", { class: "figures" }, figure(t("tide"), num(m.river_level_cm, 0),
+                                              unit("river_level_cm"))));
   }));
 
   // Whole city, from the devices that are reporting now.
@@ -116,7 +117,7 @@ export function renderSide(store, map, now, staleMs) {
   const mean = speeds.length ? speeds.reduce((a, b) => a + b, 0) / speeds.length : undefined;
   document.getElementById("city-body").replaceChildren(h("div", { class: "figures" },
     figure(t("homesPower"), homes ? num(power / 1000, 1) : "–", "kW", { "data-figure": "power" }),
-    figure(t("meanSpeed"), num(mean, 0), "km/h", { "data-figure": "speed" }),
+    figure(t("meanSpeed"), num(mean, 0), unit("speed_kmh"), { "data-figure": "speed" }),
     figure(t("congested"), String(congested), "", { "data-figure": "congested" }),
     figure(t("flooded"), String(flooded), "", { "data-figure": "flooded" }),
     figure(t("devicesOnline"), `${reporting}/${store.devices.size}`, "",

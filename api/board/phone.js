@@ -1,6 +1,6 @@
 // The visitor's phone: the same live stream as the wall, as lists a thumb can scroll.
 
-import { applyStatic, clock, lang, nameOf, num, setLang, t } from "./i18n.js";
+import { applyStatic, clock, lang, nameOf, num, setLang, setMetrics, t, unit } from "./i18n.js";
 import { connectLive, fetchJson } from "./live.js";
 import { depth } from "./levels.js";
 import { storyCaption } from "./caption.js";
@@ -46,18 +46,19 @@ function render() {
   document.getElementById("phone-flood").replaceChildren(...map.flood_sites
     .filter((p) => !p.copy_of).map((p) => {
       const cm = store.metrics(p.device_id).water_level_cm;
-      return row(p, cm === undefined ? "–" : `${num(cm, 1)} cm`,
+      return row(p, cm === undefined ? "–" : `${num(cm, 1)} ${unit("water_level_cm")}`,
                  depth(cm, p.warning_cm, p.levels));
     }));
   document.getElementById("phone-tide").replaceChildren(...map.tide_gauges
     .filter((p) => !p.copy_of).map((p) => {
       const cm = store.metrics(p.device_id).river_level_cm;
-      return row(p, cm === undefined ? "–" : `${num(cm, 0)} cm · ${t("datumShort")}`);
+      return row(p, cm === undefined ? "–"
+        : `${num(cm, 0)} ${unit("river_level_cm")} · ${t("datumShort")}`);
     }));
   document.getElementById("phone-roads").replaceChildren(...map.roads
     .filter((p) => !p.copy_of).map((p) => {
       const kmh = store.metrics(p.device_id).speed_kmh;
-      return row(p, kmh === undefined ? "–" : `${num(kmh, 0)} km/h`);
+      return row(p, kmh === undefined ? "–" : `${num(kmh, 0)} ${unit("speed_kmh")}`);
     }));
   document.body.dataset.ready = "1";
 }
@@ -82,4 +83,8 @@ connectLive(`${scheme}://${location.host}/api/v1/live`, {
   onMessage: (msg) => { if (store.apply(msg, Date.now())) schedule(); },
   onState: schedule,
 });
-fetchJson("/api/v1/city/map").then((value) => { map = value; schedule(); });
+// units and metric names from the api's catalogue, then the city
+fetchJson("/api/v1/metrics").then((list) => {
+  setMetrics(list);
+  return fetchJson("/api/v1/city/map");
+}).then((value) => { map = value; schedule(); });

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from api.deps import InfluxDep, NowDep, invalid
-from rules import query
 from smartcity.alerts import Alert
 from smartcity.errors import ContractError
 from smartcity.ids import ID_PATTERN
 from smartcity.topics import Domain
+from storage import alerts
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
@@ -30,8 +30,8 @@ async def list_alerts(
     """The latest state of each alert of the last 90 days, each with Vietnamese and English
     titles and messages ready for a public screen. Live changes arrive retained on
     ``city/alerts/{domain}/{alert_id}``."""
-    series = await influx.query(query.latest_events_query(now, domain))
-    return query.for_screen(query.shape_events(series), active)
+    series = await influx.query(alerts.latest_events_query(now, domain))
+    return alerts.for_screen(alerts.shape_events(series), active)
 
 
 @router.get("/{alert_id}/events", summary="The lifecycle of one alert, newest first")
@@ -43,7 +43,7 @@ async def alert_events(
 ) -> list[Alert]:
     """Every event of the alert: raised, each update (level changes), cleared."""
     try:
-        statement = query.events_query(now - days * DAY_MS, alert_id=alert_id)
+        statement = alerts.events_query(now - days * DAY_MS, alert_id=alert_id)
     except ContractError as e:
         invalid(e, "path", {"alert_id": alert_id})
-    return query.shape_events(await influx.query(statement))
+    return alerts.shape_events(await influx.query(statement))

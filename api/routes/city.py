@@ -10,10 +10,11 @@ from api import queries, summary
 from api.citygeometry import geometry_path, load_geometry
 from api.citymap import city_map
 from api.deps import InfluxDep, NowDep, ServicesDep
-from api.schemas import CityMap, CitySummary, Problem
-from rules.config import load_rules
+from api.models.base import Problem
+from api.models.city import CityMap, CitySummary
 from smartcity.city import load_city
 from smartcity.errors import ContractError
+from smartcity.rulefile import load_rules
 
 router = APIRouter(prefix="/api/v1/city", tags=["city"])
 

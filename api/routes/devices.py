@@ -15,19 +15,21 @@ from fastapi import APIRouter, Body, HTTPException, Response
 
 from api import device_report, registration
 from api.deps import AdminDep, DeviceDep, InfluxDep, NowDep, ServicesDep, invalid
-from api.registration import (
+from api.link import NotPublished
+from api.models.base import Problem
+from api.models.devices import (
     Credentials,
     Device,
     DeviceReport,
     DeviceRequest,
+    MessageCounts,
     Registration,
-    RegistrationProblem,
     Rotation,
 )
-from api.schemas import Problem, SensorStatus
-from api.status import NotPublished
+from api.models.sensors import SensorStatus
+from api.registration import RegistrationProblem
+from broker.dynsec import DeviceCredentials, DynSecError, DynSecUnavailable
 from smartcity.asyncapi import build as asyncapi_document
-from smartcity.dynsec import DeviceCredentials, DynSecError, DynSecUnavailable
 from smartcity.errors import ContractError, FieldProblem
 from smartcity.models import Source, format_ts
 from smartcity.registry import DeviceInfo
@@ -65,7 +67,7 @@ def _broker_down(e: Exception) -> HTTPException:
 
 async def _publish_profile(services: ServicesDep, device_id: str, payload: bytes) -> None:
     topic = str(profile_topic(device_id, services.settings.mqtt.root))
-    await anyio.to_thread.run_sync(lambda: services.status.publish(topic, payload, retain=True))
+    await anyio.to_thread.run_sync(lambda: services.link.publish(topic, payload, retain=True))
 
 
 def _exhibitor(device: DeviceInfo) -> DeviceInfo:
@@ -125,7 +127,7 @@ async def list_devices(services: ServicesDep) -> list[Device]:
 async def get_device_report(device: DeviceDep, services: ServicesDep,
                         influx: InfluxDep) -> DeviceReport:
     facts = await device_report.fetch(influx, device)
-    state = services.status.state(device.device_id)
+    state = services.link.state(device.device_id)
     status = SensorStatus(state.state.value) if state else SensorStatus.UNKNOWN
     last_seen = registration.utc(facts.last_seen_ms)
     last_rejected_at = registration.utc(facts.last_rejected_ms)
@@ -133,7 +135,7 @@ async def get_device_report(device: DeviceDep, services: ServicesDep,
         device=registration.device_out(device), status=status,
         status_since=format_ts(state.ts) if state and state.ts is not None else None,
         last_seen=last_seen, last_rejected_at=last_rejected_at,
-        messages=registration.MessageCounts(stored=facts.stored, rejected=facts.rejected),
+        messages=MessageCounts(stored=facts.stored, rejected=facts.rejected),
         last_rejected=facts.last_rejected,
         topics=registration.topics_of(device, services.settings.mqtt.root),
         hints=registration.hints(last_seen, facts.rejected, last_rejected_at, status))

@@ -7,8 +7,8 @@ from fastapi import APIRouter, Response
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.deps import ServicesDep
-from api.schemas import Check, Health, Readiness
-from smartcity.influx import AsyncInfluxClient, InfluxError
+from api.models.health import Check, Health, Readiness
+from storage.influx import AsyncInfluxClient, InfluxError
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ async def check_influx(probe: InfluxDBClient, influx: AsyncInfluxClient) -> Chec
             responses={503: {"model": Readiness, "description": "something is down; the body "
                                                                 "says what"}})
 async def readyz(services: ServicesDep, response: Response) -> Readiness:
-    status = services.status
+    status = services.link
     mqtt = (Check(ok=True, detail=f"connected to MQTT broker {status.broker}")
             if status.connected else
             Check(ok=False, detail=f"not connected to MQTT broker {status.broker}"

@@ -1,7 +1,7 @@
 """``/api/v1/live``: the live stream, as a WebSocket and as Server-Sent Events on the same
 path, and the hub's counters.
 
-The protocol (JSON objects with a ``type``) is in :mod:`api.livewire` and docs/live-stream.md.
+The protocol (JSON objects with a ``type``) is in :mod:`api.live.wire` and docs/live-stream.md.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from typing import Annotated
 import anyio
 from anyio import CancelScope
 from fastapi import APIRouter, HTTPException, Query, WebSocket
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 from api.deps import Services, ServicesDep, invalid
 from api.live import POLICY_VIOLATION, LiveClient, LiveHub
-from api.livefilter import LiveFilter, parse_filter
+from api.live.filter import LiveFilter, parse_filter
+from api.models.live import LiveStatsOut
 from smartcity.errors import ContractError
 
 router = APIRouter(prefix="/api/v1/live", tags=["live"])
@@ -47,23 +47,6 @@ protocol is served as JSON text frames by the WebSocket on this path.
 
 A screen that falls behind gets coalesced updates (the newest value of each device) and is
 disconnected if it stays behind; it reconnects and gets a fresh snapshot."""
-
-
-class LiveStatsOut(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    clients: int = Field(description="screens connected now")
-    connections: int = Field(description="streams opened since the api started")
-    received: int = Field(description="broker messages the hub looked at")
-    readings: int = Field(description="valid readings of known devices")
-    invalid: int = Field(description="messages refused: invalid, or of an unknown device")
-    overflowed: int = Field(description="readings dropped because the fan-out lagged")
-    events: int = Field(description="events fanned out")
-    delivered: int = Field(description="events handed to screens")
-    coalesced: int = Field(description="pending events replaced by a newer one")
-    dropped_clients: int = Field(description="screens closed for falling behind")
-    held: int = Field(description="readings waiting for their turn (the hub is pacing)")
-    budget: int = Field(description="readings x screens the hub hands out per tick now")
 
 
 def _hub(services: Services) -> LiveHub:

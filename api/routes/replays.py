@@ -14,9 +14,9 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, HTTPException, Query
 from fastapi import Path as PathParam
-from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AdminDep, ServicesDep
+from api.models.replays import Recording, Replays, ReplayState
 from api.replaying import ReplaySlot
 from recorder.fileformat import RecordingError, RecordingReader
 from recorder.replay import Replayer, ReplayOptions, ReplayStatus
@@ -36,38 +36,6 @@ def builtin_recordings() -> dict[str, Path]:
     return {p.name.removesuffix(".screc"): p for p in sorted(recordings_dir().glob("*.screc"))}
 
 
-class Recording(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    name: str
-    messages: int
-    span_s: float = Field(description="recorded time from the first message to the last")
-
-
-class ReplayState(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    name: str
-    state: str = Field(description="starting, running, finished, stopped or failed")
-    speed: float | None = Field(description="time factor; null: as fast as the broker takes")
-    sent: int
-    passes_done: int
-    position_s: float
-    span_s: float
-    late_p99_ms: float
-    error: str | None = None
-
-    @classmethod
-    def of(cls, name: str, s: ReplayStatus) -> ReplayState:
-        return cls(name=name, state=s.state, speed=s.speed, sent=s.sent,
-                   passes_done=s.passes_done, position_s=round(s.position_s, 3),
-                   span_s=round(s.span_s, 3), late_p99_ms=round(s.late_p99_ms, 2),
-                   error=s.error)
-
-
-class Replays(BaseModel):
-    recordings: list[Recording]
-    replay: ReplayState | None = Field(description="the current or last replay")
-
-
 def _describe(name: str, path: Path) -> Recording:
     with RecordingReader(path) as reader:
         summary = reader.summary()
@@ -78,8 +46,15 @@ def _describe(name: str, path: Path) -> Recording:
 def _current(slot: ReplaySlot) -> ReplayState | None:
     if slot.replayer is None or slot.name is None:
         return None
-    return ReplayState.of(slot.name, slot.replayer.status())
+    return _state(slot.name, slot.replayer.status())
 
+
+
+def _state(name: str, s: ReplayStatus) -> ReplayState:
+    return ReplayState(name=name, state=s.state, speed=s.speed, sent=s.sent,
+                       passes_done=s.passes_done, position_s=round(s.position_s, 3),
+                       span_s=round(s.span_s, 3), late_p99_ms=round(s.late_p99_ms, 2),
+                       error=s.error)
 
 @router.get("", summary="Built-in recordings and the replay that is running")
 async def list_replays(services: ServicesDep) -> Replays:
@@ -112,7 +87,7 @@ async def start_replay(
             raise HTTPException(500, f"recording {name!r} is unreadable: {e}") from e
         replayer.start()
         slot.name, slot.replayer = name, replayer
-    return ReplayState.of(name, replayer.status())
+    return _state(name, replayer.status())
 
 
 @router.post("/stop", summary="Stop the running replay (admin)")
@@ -121,4 +96,4 @@ async def stop_replay(services: ServicesDep, _: AdminDep) -> ReplayState:
     if not slot.running() or slot.replayer is None or slot.name is None:
         raise HTTPException(409, "no replay is running")
     await anyio.to_thread.run_sync(slot.stop)
-    return ReplayState.of(slot.name, slot.replayer.status())
+    return _state(slot.name, slot.replayer.status())

@@ -13,16 +13,14 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Body, HTTPException, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AdminDep, ServicesDep, StatusDep, invalid, now_ms
-from api.schemas import Problem, Timestamp
-from api.status import NotPublished, StatusTracker
+from api.deps import AdminDep, LinkDep, ServicesDep, invalid, now_ms
+from api.link import MqttLink, NotPublished
+from api.models.base import Problem
+from api.models.scenarios import CommandAccepted, ScenarioInfo, ScenarioList, Simulation, SpeedIn
 from simulators.scenarios import builtin_names, load_scenario
 from smartcity.control import (
-    MAX_SPEED,
     Clock,
-    CommandResult,
     ControlBody,
     Pause,
     ResetClock,
@@ -47,59 +45,6 @@ COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": Problem, "description": "admin endpoints disabled (no admin token "
                                            "configured) or the MQTT broker unreachable"},
 }
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class ScenarioInfo(_Out):
-    name: str = Field(examples=["king-tide-storm"])
-    description: str
-    duration_s: float = Field(description="how long the scenario runs, in simulated seconds")
-
-
-class Simulation(_Out):
-    """The simulator as it last reported itself (``{root}/control/state``)."""
-
-    running: bool
-    clock: Clock | None = Field(default=None, description="exhibit: readings carry the "
-                                "wall-clock time, sim_time is the story's; engineer: "
-                                "readings carry the simulated time")
-    scenario: str | None = Field(default=None, description="the scenario running, if any")
-    scenario_started: Timestamp | None = Field(default=None, description="simulated time")
-    scenario_ends: Timestamp | None = Field(default=None, description="simulated time")
-    sim_time: Timestamp | None = Field(default=None, description="simulated time of the "
-                                                                  "latest readings")
-    sim_time_now: Timestamp | None = Field(default=None, description="simulated time now, "
-                                                                      "extrapolated at speed")
-    speed: float | None = Field(default=None, description="simulated seconds per second; "
-                                                          "null: as fast as possible")
-    paused: bool = False
-    seed: int | None = None
-    start: Timestamp | None = Field(default=None, description="simulated time the run began")
-    interval_s: float | None = None
-    devices: int | None = None
-    scale: int | None = None
-    updated: Timestamp | None = Field(default=None, description="when it reported this")
-    last_command: CommandResult | None = None
-
-
-class ScenarioList(_Out):
-    scenarios: list[ScenarioInfo]
-    simulation: Simulation
-
-
-class CommandAccepted(_Out):
-    id: str = Field(description="echoed as last_command.id once the simulator applied it")
-    command: str = Field(examples=["scenario/start"])
-    topic: str = Field(examples=["city/control/scenario/start"])
-    payload: dict[str, Any]
-
-
-class SpeedIn(BaseModel):
-    speed: float = Field(gt=0, le=MAX_SPEED, examples=[60],
-                         description="simulated seconds per wall-clock second")
 
 
 def _ts(ms: int | None) -> str | None:
@@ -129,19 +74,19 @@ def catalogue() -> list[ScenarioInfo]:
 
 @router.get("/api/v1/scenarios", summary="The built-in scenarios, and what the simulator "
                                          "is running")
-def list_scenarios(status: StatusDep) -> ScenarioList:
+def list_scenarios(status: LinkDep) -> ScenarioList:
     return ScenarioList(scenarios=catalogue(),
                         simulation=simulation_of(status.simulator(), now_ms()))
 
 
 @router.get("/api/v1/simulation", summary="The simulator's state: scenario, simulated time, "
                                           "speed")
-def get_simulation(status: StatusDep) -> Simulation:
+def get_simulation(status: LinkDep) -> Simulation:
     return simulation_of(status.simulator(), now_ms())
 
 
 async def _send(services: ServicesDep, body: ControlBody) -> CommandAccepted:
-    status: StatusTracker = services.status
+    status: MqttLink = services.link
     root = services.settings.mqtt.root
     if not status.connected:
         raise HTTPException(503, f"not connected to the MQTT broker {status.broker}; try "

@@ -5,10 +5,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api import queries
-from api.deps import DeviceDep, InfluxDep, NowDep, RegistryDep, StatusDep, invalid
+from api.deps import DeviceDep, InfluxDep, LinkDep, NowDep, RegistryDep, invalid
+from api.link import MqttLink
+from api.models.base import Problem
+from api.models.sensors import History, Latest, Location, MetricValue, Point, Sensor, SensorStatus
 from api.queries import Agg, Seen
-from api.schemas import History, Latest, Location, MetricValue, Point, Problem, Sensor, SensorStatus
-from api.status import StatusTracker
 from smartcity.errors import ContractError
 from smartcity.models import format_ts
 from smartcity.registry import DeviceInfo
@@ -22,7 +23,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _sensor(device: DeviceInfo, seen: Seen | None, status: StatusTracker) -> Sensor:
+def _sensor(device: DeviceInfo, seen: Seen | None, status: MqttLink) -> Sensor:
     state = status.state(device.device_id)
     return Sensor(
         device_id=device.device_id, domain=device.domain, name=device.name,
@@ -39,7 +40,7 @@ def _sensor(device: DeviceInfo, seen: Seen | None, status: StatusTracker) -> Sen
 @router.get("", summary="Every known device, with its status and when it last reported",
             responses={503: NOT_FOUND[503]})
 async def list_sensors(
-    registry: RegistryDep, influx: InfluxDep, status: StatusDep,
+    registry: RegistryDep, influx: InfluxDep, status: LinkDep,
     domain: Annotated[Domain | None, Query(description="only devices of this domain")] = None,
 ) -> list[Sensor]:
     devices = list(registry.by_domain(domain) if domain else registry)
@@ -50,7 +51,7 @@ async def list_sensors(
 
 
 @router.get("/{device_id}", summary="One device", responses=NOT_FOUND)
-async def get_sensor(device: DeviceDep, influx: InfluxDep, status: StatusDep) -> Sensor:
+async def get_sensor(device: DeviceDep, influx: InfluxDep, status: LinkDep) -> Sensor:
     seen = queries.shape_last_seen(await influx.query(queries.last_seen_query([device.domain])))
     return _sensor(device, seen.get(device.device_id), status)
 

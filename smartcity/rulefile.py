@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import string
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -29,11 +30,15 @@ from smartcity.ids import Id
 from smartcity.models import TELEMETRY_MODELS
 from smartcity.topics import Domain
 
-DEFAULT_RULES_FILE = Path(__file__).with_name("defaults.toml")
-
 PLACEHOLDERS = frozenset({"place", "ward", "value", "threshold", "unit"})
 """What a title or message may name: the device's place and ward (in the text's language),
 the value and threshold (formatted for the language) and the rule's unit."""
+
+
+def default_rules_file() -> Path:
+    """The built-in HCMC rules: they ship with the rules service, as the built-in city ships
+    with the simulators (read as a file, so nothing here imports the service)."""
+    return Path(str(resources.files("rules") / "defaults.toml"))
 
 
 class RuleFileError(ContractError):
@@ -231,4 +236,4 @@ def parse_rules(text: str, source: str = "<string>") -> RuleSet:
 
 def load_rules(path: Path | str | None = None) -> RuleSet:
     """Load and validate a rule file (default: the built-in HCMC rules)."""
-    return load_toml_model(path or DEFAULT_RULES_FILE, RuleSet, "rule file", RuleFileError)
+    return load_toml_model(path or default_rules_file(), RuleSet, "rule file", RuleFileError)

@@ -21,8 +21,11 @@ from typing import ClassVar, Self
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-BROKER_CONF_D = REPO / "broker" / "conf.d"
+import broker
+
+# The broker's tuning ships with the broker package (package data), so an installed smartcity
+# finds it as well as a clone does.
+BROKER_CONF_D = Path(broker.__file__).resolve().parent / "conf.d"
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 DYNSEC_PLUGIN_GLOBS = ("/usr/lib/*-linux-gnu/mosquitto_dynamic_security.so",
                        "/usr/lib/mosquitto_dynamic_security.so",
@@ -171,7 +174,7 @@ class Mosquitto(ManagedServer):
     """A private broker on a loopback port.
 
     The default profile takes anonymous clients (development and most tests). With
-    ``dynsec_config`` (a ``dynamic-security.json``, see :func:`smartcity.dynsec.
+    ``dynsec_config`` (a ``dynamic-security.json``, see :func:`broker.dynsec.
     write_initial_config`) it is the secured profile of the exhibit: every client logs in
     with its account on the dynamic security plugin, which saves account changes back to
     that file."""

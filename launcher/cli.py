@@ -56,7 +56,7 @@ environment (the same variables configure the local stack and docker-compose):
 
 
 def _up(args: argparse.Namespace) -> int:
-    from smartcity.stack import main
+    from launcher.stack import main
 
     return main(args)
 
@@ -146,7 +146,7 @@ def _asyncapi(args: argparse.Namespace) -> int:
 def _broker(args: argparse.Namespace) -> int:
     import os
 
-    from smartcity.dynsec import init_from_env
+    from broker.dynsec import init_from_env
     from smartcity.topics import DEFAULT_ROOT
 
     root = args.root or os.environ.get("SMARTCITY_MQTT_ROOT") or DEFAULT_ROOT

@@ -4,7 +4,7 @@ registrations, fanned out to every connected screen (``WS /api/v1/live`` and its
 Two halves, joined by a deque:
 
 - the MQTT edge, on the network thread of the api's one MQTT connection
-  (:class:`~api.status.StatusTracker`): judges each message (only valid readings of devices
+  (:class:`~api.link.MqttLink`): judges each message (only valid readings of devices
   in the registry go on), encodes it once and appends it to the inbox. It never calls into
   the event loop, so a replay pushing 10k messages a second costs the loop nothing per
   message;
@@ -12,11 +12,11 @@ Two halves, joined by a deque:
   state a new screen's snapshot needs, and puts each event into the outbox of every client
   whose filter wants it. Readings times clients are kept within a budget per tick: beyond
   it, readings wait in line, a device's newer reading replacing its waiting one
-  (:class:`~api.livebuffer.Pacer`), so a replay at 10k messages a second is coalesced
+  (:class:`~api.live.buffer.Pacer`), so a replay at 10k messages a second is coalesced
   rather than outrunning the api. When most clients fall behind (the loop itself is
   saturated), the budget halves, and grows back as they catch up.
 
-A client's outbox is bounded and coalesces when full (:mod:`api.livebuffer`); one that stays
+A client's outbox is bounded and coalesces when full (:mod:`api.live.buffer`); one that stays
 full for ``behind_limit_s`` or misses an event is closed (WS 1013, SSE stream ended) and
 counted, so a stalled screen never holds the others back.
 
@@ -36,12 +36,11 @@ from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from api.livebuffer import Outbox, Pacer
-from api.livefilter import LiveFilter
-from api.livewire import (
+from api.link import MqttLink
+from api.live.buffer import Pacer
+from api.live.client import GOING_AWAY, TRY_AGAIN_LATER, LiveClient
+from api.live.filter import LiveFilter
+from api.live.wire import (
     DeviceAction,
     Event,
     EventType,
@@ -54,7 +53,6 @@ from api.livewire import (
     snapshot_event,
     status_event,
 )
-from api.status import StatusTracker
 from smartcity.alerts import AlertState, decode_alert
 from smartcity.codec import Reading, decode_message, decode_status
 from smartcity.control import STOPPED, decode_state, state_topic
@@ -64,39 +62,10 @@ from smartcity.logs import truncate
 from smartcity.models import Source
 from smartcity.profiles import Change, apply_profile, decode_profile
 from smartcity.registry import DeviceInfo, Registry
+from smartcity.settings import LiveSettings
 from smartcity.topics import TopicFilter, check_domain, parse_device_topic, profile_filter
 
 log = logging.getLogger(__name__)
-
-# WebSocket close codes
-GOING_AWAY = 1001
-POLICY_VIOLATION = 1008
-TRY_AGAIN_LATER = 1013
-
-
-class LiveSettings(BaseSettings):
-    """``SMARTCITY_LIVE_*``: how the live stream treats its screens."""
-
-    model_config = SettingsConfigDict(env_prefix="SMARTCITY_LIVE_", extra="ignore")
-
-    buffer: int = Field(default=2048, ge=1, le=1_000_000,
-                        description="events a screen may have pending; beyond, they coalesce")
-    behind_limit_s: float = Field(default=10.0, gt=0, description="a screen whose buffer stays "
-                                                                  "full this long is closed")
-    heartbeat_s: float = Field(default=15.0, gt=0, description="ping interval")
-    tick_s: float = Field(default=0.05, gt=0, le=1, description="how often the hub fans out")
-    delivery_budget: int = Field(default=1000, ge=1,
-                                 description="readings x screens handed out per tick; beyond, "
-                                             "readings are coalesced per device")
-    decode_per_tick: int = Field(default=200, ge=1,
-                                 description="readings judged one by one per tick; beyond, "
-                                             "only each topic's newest")
-    inbox_max: int = Field(default=200_000, ge=1, description="readings waiting for the "
-                                                              "fan-out before new ones are "
-                                                              "dropped")
-    close_grace_s: float = Field(default=2.0, gt=0, description="how long a closing screen "
-                                                                "gets to take its close")
-
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -116,29 +85,6 @@ def _forget(kind: EventType, name: str, device_id: str | None = None) -> Event:
     return Event(kind, b"", key=(kind.value, name), device_id=device_id, action=FORGET)
 
 
-class LiveClient:
-    """One connected screen: its filter, first message, outbox, and whether it must go."""
-
-    def __init__(self, flt: LiveFilter, first: Event, capacity: int) -> None:
-        self.filter = flt
-        self.first = first
-        self.outbox = Outbox(capacity)
-        self.wake = asyncio.Event()
-        self.closing = asyncio.Event()
-        self.close_code = 1000
-        self.close_reason = ""
-
-    @property
-    def closed(self) -> bool:
-        return self.closing.is_set()
-
-    def close(self, code: int, reason: str) -> None:
-        if not self.closing.is_set():
-            self.close_code, self.close_reason = code, reason
-            self.closing.set()
-            self.wake.set()
-
-
 @dataclass(frozen=True)
 class LiveStats:
     clients: int
@@ -156,7 +102,7 @@ class LiveStats:
 
 
 class LiveHub:
-    def __init__(self, settings: LiveSettings, registry: Registry, edge: StatusTracker) -> None:
+    def __init__(self, settings: LiveSettings, registry: Registry, edge: MqttLink) -> None:
         self.settings = settings
         self.registry = registry
         self.edge = edge

@@ -1,13 +1,16 @@
-"""The writer thread: batches lines by size and time, stores them, then acknowledges.
+"""The outbox: line protocol on its way to InfluxDB, batched, written, spooled, drained.
 
-Guarantees (what the MQTT edge relies on):
-- A message is acknowledged only after the batch holding it is stored: written to InfluxDB,
+Guarantees (what ingest and rules rely on):
+- An entry handed to :meth:`Outbox.submit` is acknowledged (the ``ack`` callback, in arrival
+  order, a batch at a time) only after the batch holding it is stored: written to InfluxDB,
   put in the on-disk spool, or, if InfluxDB refused the lines as malformed (4xx), written to
-  the dead-letter file. Rejected messages ride along and are acknowledged in arrival order.
-- The network loop never waits for the database: it only puts items on a queue.
+  the dead-letter file. Entries without a line ride along and are acknowledged with it.
+- Lines handed to :meth:`Outbox.spool_now` are durable (fsynced in the spool) when it returns
+  True; the outbox's thread writes them to InfluxDB from there.
+- The caller never waits for the database: submit only puts an entry on a queue.
 - While InfluxDB is unreachable (network, 5xx, 429), batches go to the spool; when the spool is
   full, the writer holds its batch and retries with backoff, acknowledging nothing, so the
-  broker keeps the rest of the stream.
+  broker keeps the rest of the stream. The spool drains oldest first when InfluxDB returns.
 """
 
 from __future__ import annotations
@@ -19,16 +22,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
-from ingest.spool import Spool
-from ingest.stats import Stats
-from smartcity.influx import InfluxRejected, InfluxUnavailable
 from smartcity.models import format_ts
+from storage.batches import collect
+from storage.influx import InfluxRejected, InfluxUnavailable
+from storage.spool import Spool
 
 log = logging.getLogger(__name__)
-
-POLL_S = 0.005
 
 
 class PointWriter(Protocol):
@@ -37,15 +38,35 @@ class PointWriter(Protocol):
     def write(self, lines: bytes) -> None: ...
 
 
-@dataclass(slots=True)
-class Item:
-    # What to store for the message: its readings' points (several lines for a SenML pack),
-    # a rejection's record, or None; acknowledged with the batch it arrived in either way.
-    line: str | None
-    mid: int
-    qos: int
-    generation: int  # the MQTT connection it arrived on; acks never cross connections
-    points: int = 1  # readings among the lines, for the stored/spooled counters
+class Entry(Protocol):
+    """What the outbox batches: a message's lines (several for a SenML pack, or None for a
+    message with nothing to store) and how many points they hold, for the counters."""
+
+    @property
+    def line(self) -> str | None: ...
+
+    @property
+    def points(self) -> int: ...
+
+
+E = TypeVar("E", bound=Entry)
+
+
+@dataclass
+class WriteStats:
+    # Each counter is written by the outbox's thread only.
+    stored: int = 0
+    spooled: int = 0
+    unspooled: int = 0
+    dead_lettered: int = 0
+    write_errors: int = 0
+    batches: int = 0
+    write_seconds: float = 0.0
+
+    def record_write(self, points: int, seconds: float) -> None:
+        self.stored += points
+        self.batches += 1
+        self.write_seconds += seconds
 
 
 @dataclass
@@ -62,10 +83,11 @@ class Backoff:
         self.current = 0.0
 
 
-class BatchWriter:
-    def __init__(self, sink: PointWriter, ack: Callable[[list[Item]], None], spool: Spool,
-                 dead_letter_dir: Path, stats: Stats, batch_size: int,
-                 batch_interval_s: float) -> None:
+class Outbox(Generic[E]):
+    def __init__(self, sink: PointWriter, spool: Spool, dead_letter_dir: Path,
+                 stats: WriteStats, *, ack: Callable[[list[E]], None] | None = None,
+                 batch_size: int = 5000, batch_interval_s: float = 0.25,
+                 name: str = "outbox") -> None:
         self.sink = sink
         self.ack = ack
         self.spool = spool
@@ -73,23 +95,39 @@ class BatchWriter:
         self.stats = stats
         self.batch_size = batch_size
         self.batch_interval_s = batch_interval_s
-        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[E | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._down_until = 0.0  # while InfluxDB is known down, skip straight to the spool
         self._backoff = Backoff()
-        self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+        if len(self.spool):
+            log.info("the spool %s holds %d batches from an earlier run; draining",
+                     self.spool.directory, len(self.spool))
 
-    def submit(self, item: Item) -> None:
-        self._queue.put(item)
+    def submit(self, entry: E) -> None:
+        self._queue.put(entry)
+
+    def spool_now(self, lines: list[str]) -> bool:
+        """Make the lines durable at once (False if the spool is full); the outbox's thread
+        writes them to InfluxDB. For a caller that acknowledges its input itself."""
+        if not self.spool.put(("\n".join(lines) + "\n").encode()):
+            return False
+        self.stats.spooled += len(lines)
+        return True
 
     def qsize(self) -> int:
         return self._queue.qsize()
 
+    def pending(self) -> int:
+        """Batches waiting in the spool."""
+        return len(self.spool)
+
     def stop(self, timeout: float = 30.0) -> None:
-        """Store and acknowledge everything submitted so far, then end the thread."""
+        """Store and acknowledge everything submitted so far, try the spool once more, then
+        end the thread; what InfluxDB did not take stays in the spool for the next start."""
         self._queue.put(None)
         self._stopping.set()
         self._thread.join(timeout)
@@ -99,48 +137,19 @@ class BatchWriter:
     def _run(self) -> None:
         done = False
         while not done:
-            batch, done = self._collect()
+            batch, done = collect(self._queue, self.batch_size, self.batch_interval_s)
             if batch:
                 self._store(batch)
-                self.ack(batch)
-            if not done:
-                self._drain_spool()
+                if self.ack is not None:
+                    self.ack(batch)
+            self._drain_spool()
 
-    def _collect(self) -> tuple[list[Item], bool]:
-        """Wait for the first item (briefly, so the spool gets drained while idle), then take
-        items until the batch is full or the oldest has waited batch_interval_s."""
-        batch: list[Item] = []
-        try:
-            first = self._queue.get(timeout=0.5)
-        except queue.Empty:
-            return batch, False
-        if first is None:
-            return batch, True
-        batch.append(first)
-        deadline = time.monotonic() + self.batch_interval_s
-        while len(batch) < self.batch_size:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                wait = deadline - time.monotonic()
-                if wait <= 0:
-                    break
-                # Poll on a short tick: a blocking get() would wake this thread for every
-                # message and hand the GIL back and forth with the MQTT thread (measured:
-                # two context switches per message, a fifth of ingest's throughput).
-                time.sleep(min(POLL_S, wait))
-                continue
-            if item is None:
-                return batch, True
-            batch.append(item)
-        return batch, False
-
-    def _store(self, batch: list[Item]) -> None:
-        lines = [i.line for i in batch if i.line is not None]
+    def _store(self, batch: list[E]) -> None:
+        lines = [e.line for e in batch if e.line is not None]
         if not lines:
             return
         body = ("\n".join(lines) + "\n").encode()
-        points = sum(i.points for i in batch if i.line is not None)
+        points = sum(e.points for e in batch if e.line is not None)
         while True:
             if time.monotonic() >= self._down_until and self._write(body, points):
                 return
@@ -152,7 +161,7 @@ class BatchWriter:
             log.error("InfluxDB unreachable and spool full (%d bytes); holding %d lines, "
                       "retrying in %.1fs", self.spool.size_bytes, len(lines), wait)
             if self._stopping.is_set():
-                return  # unacknowledged: redelivered to the next ingest
+                return  # unacknowledged: redelivered to the next start
             time.sleep(wait)
             self._down_until = 0.0
 
@@ -183,17 +192,21 @@ class BatchWriter:
         return False
 
     def _drain_spool(self) -> None:
-        if not len(self.spool) or time.monotonic() < self._down_until:
-            return
-        oldest = self.spool.oldest()
-        if oldest is None:
-            return
-        path, body = oldest
-        count = body.count(b"\n")
-        if self._write(body, count):
+        """Oldest first, while nothing new waits: new batches go before old ones, so a long
+        spool never holds up the acknowledgements of the live stream."""
+        while len(self.spool) and time.monotonic() >= self._down_until:
+            oldest = self.spool.oldest()
+            if oldest is None:
+                return
+            path, body = oldest
+            count = body.count(b"\n")
+            if not self._write(body, count):
+                return
             self.spool.remove(path)
             self.stats.unspooled += count
             log.info("drained %d points from the spool (%d files left)", count, len(self.spool))
+            if self._queue.qsize():
+                return
 
     def _dead_letter(self, body: bytes, error: str) -> None:
         """InfluxDB refused these lines (1.x stores the good points of a partial write, so

@@ -28,9 +28,9 @@ from typing import Any, Self
 
 import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import BaseModel, ConfigDict, Field
 
+from broker.mqtt import connect, new_client
 from smartcity.errors import ContractError, FieldProblem
 from smartcity.ids import check_id
 from smartcity.settings import MqttSettings
@@ -371,10 +371,7 @@ class DynSecAdmin:
 
     def connect(self) -> Self:
         s = self.settings
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                             client_id=f"smartcity-dynsec-{uuid.uuid4().hex[:12]}")
-        if s.username:
-            client.username_pw_set(s.username, s.password)
+        client = new_client(s, role="dynsec")
         client.connect_timeout = self.timeout_s
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -382,7 +379,7 @@ class DynSecAdmin:
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         try:
-            client.connect(s.host, s.port, s.keepalive_s)
+            connect(client, s)
         except OSError as e:
             raise DynSecUnavailable(f"cannot reach the broker at {s.host}:{s.port}: {e}") from None
         self._client = client

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 
-from api.livewire import Event
+from api.live.wire import Event
 
 
 class _Slot:

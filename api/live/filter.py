@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from api.livewire import Event, EventType
+from api.live.wire import Event, EventType
 from smartcity.errors import ContractError, FieldProblem
 from smartcity.ids import check_id
 from smartcity.topics import TopicFilter, check_domain

@@ -1,125 +1,15 @@
-"""Response models: what the displays read. Separate from the wire models in
-:mod:`smartcity.models`, which describe what devices send."""
+"""Figures for the whole city, and its map for the kiosk board."""
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Annotated, Literal
+from pydantic import Field
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from api.queries import Agg
-from smartcity.models import Source
+from api.models.base import ApiModel, Timestamp
+from api.models.sensors import Location
 from smartcity.topics import Domain
 
-Timestamp = Annotated[str, Field(description="RFC 3339, UTC, millisecond precision",
-                                 examples=["2026-06-01T08:30:00.000Z"],
-                                 json_schema_extra={"format": "date-time"})]
 
-
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class Problem(_Out):
-    """The body of a 404, 502 or 503 (a 422 lists its problems the way FastAPI does)."""
-
-    detail: str = Field(examples=["unknown device 'flood-q9'; GET /api/v1/sensors lists the "
-                                  "known devices"])
-
-
-# --- health ------------------------------------------------------------------------------
-
-class Health(_Out):
-    status: Literal["ok"] = "ok"
-
-
-class Check(_Out):
-    ok: bool
-    detail: str = Field(description="what was checked and what it answered")
-    version: str | None = Field(default=None, description="server version, when known")
-
-
-class Readiness(_Out):
-    status: Literal["ready", "unavailable"]
-    detail: str = Field(description="'ready', or what is down")
-    checks: dict[str, Check] = Field(description="one entry per dependency: mqtt, influxdb")
-
-
-# --- sensors -----------------------------------------------------------------------------
-
-class SensorStatus(StrEnum):
-    ONLINE = "online"
-    OFFLINE = "offline"
-    UNKNOWN = "unknown"
-
-
-class Location(_Out):
-    lat: float = Field(ge=-90, le=90, examples=[10.8030])
-    lon: float = Field(ge=-180, le=180, examples=[106.7335])
-
-
-class Sensor(_Out):
-    """A device of the city and what is known about it now."""
-
-    device_id: str = Field(examples=["flood-thao-dien"])
-    domain: Domain
-    name: str = Field(description="display name (Vietnamese)",
-                      examples=["Điểm ngập Thảo Điền (Quốc Hương)"])
-    name_en: str | None = Field(description="English display name, if any")
-    ward: str = Field(description="ward id")
-    site: str = Field(description="id of the place the device sits at")
-    location: Location
-    metrics: list[str] = Field(description="what the device measures (an exhibitor's device: what "
-                                           "it declared; a city device: its domain's metrics); "
-                                           "valid values of history's metric")
-    status: SensorStatus = Field(description="from the device's retained MQTT status; unknown "
-                                             "if it never published one")
-    status_since: Timestamp | None = Field(description="ts of that status message, if it had one")
-    last_seen: Timestamp | None = Field(description="time of its last stored reading within "
-                                                    "30 days; null if none")
-    source: Source | None = Field(description="source tag of that last reading")
-
-
-class MetricValue(_Out):
-    value: float
-    unit: str = Field(examples=["cm"])
-    time: Timestamp
-
-
-class Latest(_Out):
-    """The most recent value of each metric, each with its own time: devices may send
-    different metrics in different messages. A device with no readings in 30 days gets an
-    empty ``values`` (not a 404: the device exists, it is just quiet)."""
-
-    device_id: str
-    domain: Domain
-    last_seen: Timestamp | None
-    source: Source | None
-    values: dict[str, MetricValue] = Field(description="metric -> last value")
-
-
-class Point(_Out):
-    t: Timestamp = Field(description="start of the bucket")
-    value: float = Field(description="rounded to 3 decimals")
-
-
-class History(_Out):
-    """A metric aggregated in time buckets over [start, end); empty buckets are left out."""
-
-    device_id: str
-    metric: str
-    unit: str
-    agg: Agg
-    every: str = Field(description="bucket width", examples=["15s"])
-    start: Timestamp
-    end: Timestamp = Field(description="exclusive")
-    points: list[Point]
-
-
-# --- city summary ------------------------------------------------------------------------
-
-class Extreme(_Out):
+class Extreme(ApiModel):
     """The device holding a domain's extreme value, with what a display needs to name it."""
 
     device_id: str
@@ -129,7 +19,7 @@ class Extreme(_Out):
     value: float
 
 
-class DomainCount(_Out):
+class DomainCount(ApiModel):
     devices_total: int = Field(description="devices of this domain in the registry")
     devices_reporting: int = Field(description="devices with a reading within the window")
 
@@ -149,7 +39,7 @@ class TrafficSummary(DomainCount):
     congested_count: int
 
 
-class FloodWarning(_Out):
+class FloodWarning(ApiModel):
     device_id: str
     site: str
     name: str
@@ -170,7 +60,7 @@ class WeatherSummary(DomainCount):
     mean_temperature_c: float | None
 
 
-class CitySummary(_Out):
+class CitySummary(ApiModel):
     """One figure set per domain from each device's last values within ``window``.
     A figure is null when no device of the domain reported it; sums and means are rounded
     to 3 decimals."""
@@ -184,9 +74,7 @@ class CitySummary(_Out):
     weather: WeatherSummary
 
 
-# --- city map (the kiosk board) ----------------------------------------------------------
-
-class Bounds(_Out):
+class Bounds(ApiModel):
     """The box the board draws: every place of the city, with a margin."""
 
     south: float
@@ -195,7 +83,7 @@ class Bounds(_Out):
     east: float
 
 
-class MapWard(_Out):
+class MapWard(ApiModel):
     id: str
     name: str
     name_en: str | None
@@ -205,7 +93,7 @@ class MapWard(_Out):
     places: int = Field(description="how many places of the city file lie in the ward")
 
 
-class MapPlace(_Out):
+class MapPlace(ApiModel):
     id: str
     device_id: str
     domain: Domain
@@ -238,7 +126,7 @@ class MapFloodSite(MapPlace):
     roads: list[str] = Field(description="road segments it floods")
 
 
-class CityMap(_Out):
+class CityMap(ApiModel):
     """What the kiosk board draws: wards, roads, flood sites, homes and gauges, in lat/lon."""
 
     name: str

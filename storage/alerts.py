@@ -1,6 +1,13 @@
-"""InfluxQL for the api's alert endpoints, and shaping the answer back into alerts. Pure.
+"""The ``alerts`` measurement: the rules service writes every alert event to it
+(:func:`alert_line`), the api reads them back (the queries and :func:`shape_events`). Pure.
 
-The rules service writes every alert event to the ``alerts`` measurement (``rules.lines``).
+Tags: alert_id, device_id, domain, level, rule, site, source, state, ward (all ids or enum
+values). Fields: value and threshold (floats), metric and unit, the four texts, and
+raised_at_ms (integer), and for an active alert silent_since_ms (integer epoch ms; 0 while
+its sensor reports). The point's time is the event time (``updated_at``), so the identity
+(measurement, tags, time) of an event is fixed by the readings behind it and a re-emitted
+event overwrites its own point instead of adding one.
+
 An alert is active when its last event is not ``cleared``, so both "active alerts" and
 "recent alerts" are the last event of each alert_id; "history" is the events themselves.
 Values reaching a query are enum members and epoch-ms integers, quoted anyway.
@@ -11,16 +18,35 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from rules.lines import MEASUREMENT
 from smartcity.alerts import Alert, AlertState
 from smartcity.ids import check_id
-from smartcity.influx import Series, quote_ident, quote_literal
-from smartcity.models import format_ts
+from smartcity.models import format_ts, parse_ts
 from smartcity.topics import Domain
+from storage.influx import Series, quote_ident, quote_literal
+from storage.lineprotocol import point_line
+
+MEASUREMENT = "alerts"
+
+TAGS = ("alert_id", "device_id", "domain", "level", "rule", "site", "source", "state", "ward")
+TEXT_FIELDS = ("metric", "unit", "title_vi", "title_en", "message_vi", "message_en")
 
 ACTIVE_WINDOW_MS = 90 * 86_400_000
 """How far back to look for alerts that are still active: an alert raised earlier and never
 cleared (a sensor that died under water) drops out of the list after this long."""
+
+
+def alert_line(alert: Alert) -> str:
+    data = alert.model_dump(mode="json")
+    fields: dict[str, float | int | str] = {"value": float(alert.value),
+                                            "threshold": float(alert.threshold),
+                                            "raised_at_ms": alert.raised_ms}
+    fields |= {k: str(data[k]) for k in TEXT_FIELDS}
+    if alert.active:
+        # always written, 0 when heard: an event republished on its own point must overwrite
+        # the field, never leave an old value behind
+        fields["silent_since_ms"] = (parse_ts(alert.silent_since)
+                                     if alert.silent_since is not None else 0)
+    return point_line(MEASUREMENT, {k: str(data[k]) for k in TAGS}, fields, alert.updated_ms)
 
 
 def _where(domain: Domain | None, since_ms: int, until_ms: int | None,

@@ -11,6 +11,7 @@ through :func:`printable`, so it holds no line break to refuse.
 from __future__ import annotations
 
 import codecs
+from collections.abc import Mapping
 
 from smartcity.codec import Reading
 from smartcity.ids import is_valid_id
@@ -54,6 +55,15 @@ def format_value(value: float | int | bool | str) -> str:
         # (InfluxDB refuses a point whose field type differs from the stored one).
         return repr(value)
     return escape_string_field(value)
+
+
+def point_line(measurement: str, tags: Mapping[str, str],
+               fields: Mapping[str, float | int | bool | str], ts_ms: int) -> str:
+    """One point from its parts, every key and value escaped: the builder for points whose
+    tags may hold text from outside (a client id, an alert's site)."""
+    tag_part = "".join(f",{escape_tag(k)}={escape_tag(v)}" for k, v in tags.items())
+    field_part = ",".join(f"{escape_tag(k)}={format_value(v)}" for k, v in fields.items())
+    return f"{escape_measurement(measurement)}{tag_part} {field_part} {ts_ms}"
 
 
 def series_key(reading: Reading, device: DeviceInfo) -> str:

@@ -9,7 +9,7 @@ dies takes the stack down with a message naming it, rather than leaving a half-w
 The broker it starts is the exhibit's secured one: every service logs in with its own account
 on the dynamic security plugin, and exhibitors' devices get theirs from the api. The service
 passwords are generated on the first start and kept in ``DATA_DIR/broker/accounts.env``
-(see :mod:`smartcity.localaccounts`); ``--anonymous-broker`` runs the development broker that
+(see :mod:`broker.localaccounts`); ``--anonymous-broker`` runs the development broker that
 takes anonymous clients instead.
 """
 
@@ -30,11 +30,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from smartcity import logs
-from smartcity.dynsec import password_variable
-from smartcity.influx import InfluxClient, InfluxError
-from smartcity.localaccounts import BrokerAccounts, prepare_broker_accounts
-from smartcity.servers import (
+from broker.dynsec import password_variable
+from broker.localaccounts import AccountsError, BrokerAccounts, prepare_broker_accounts
+from launcher.servers import (
     Influxd,
     ManagedServer,
     Mosquitto,
@@ -42,7 +40,9 @@ from smartcity.servers import (
     kill_on_parent_death,
     port_in_use,
 )
+from smartcity import logs
 from smartcity.settings import ApiSettings, CommonSettings, InfluxSettings
+from storage.influx import InfluxClient, InfluxError
 
 log = logging.getLogger("smartcity.up")
 
@@ -72,7 +72,7 @@ class Service:
 
 
 def start_service(name: str, env: dict[str, str]) -> Service:
-    proc = subprocess.Popen([sys.executable, "-m", "smartcity.cli", name], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "launcher.cli", name], env=env,
                             stdin=subprocess.DEVNULL, start_new_session=True,
                             preexec_fn=kill_on_parent_death)
     log.info("started %s (pid %d)", name, proc.pid)
@@ -223,7 +223,7 @@ Ctrl-C stops everything.
                           dead_server.log_path, dead_server.log_tail())
                 code = 1
                 break
-    except ServerError as e:
+    except (ServerError, AccountsError) as e:
         log.error("%s", e)
         code = 1
     finally:

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import orjson
 
-from smartcity.dynsec import (
+from broker.dynsec import (
     SERVICES,
     PasswordHash,
     check_password,
@@ -34,12 +34,15 @@ from smartcity.dynsec import (
     verify_password,
     write_initial_config,
 )
-from smartcity.servers import ServerError
 
 log = logging.getLogger(__name__)
 
 ACCOUNTS_FILE = "accounts.env"
 DYNSEC_FILE = "dynamic-security.json"
+
+
+class AccountsError(RuntimeError):
+    """The broker's accounts (its file or the plugin's store) cannot be read or used."""
 
 
 @dataclass(frozen=True)
@@ -63,19 +66,19 @@ class BrokerAccounts:
 
 def parse_accounts(text: str, where: str) -> dict[str, str]:
     """The service passwords an accounts file holds (``SMARTCITY_BROKER_<SERVICE>_PASSWORD=``
-    lines, quoted as a shell reads them), by service; ServerError naming the file, and the
+    lines, quoted as a shell reads them), by service; AccountsError naming the file, and the
     line or variable, for anything else."""
     values: dict[str, str] = {}
     for n, line in enumerate(text.splitlines(), 1):
         try:
             words = shlex.split(line, comments=True)
         except ValueError as e:
-            raise ServerError(f"{where}:{n}: {e}") from None
+            raise AccountsError(f"{where}:{n}: {e}") from None
         if not words:
             continue
         name, sep, value = words[0].partition("=")
         if len(words) != 1 or not sep:
-            raise ServerError(f"{where}:{n}: expected NAME=value")
+            raise AccountsError(f"{where}:{n}: expected NAME=value")
         values[name] = value
     passwords = {}
     for service in SERVICES:
@@ -84,7 +87,7 @@ def parse_accounts(text: str, where: str) -> dict[str, str]:
             try:
                 passwords[service] = check_password(variable, values[variable])
             except ValueError as e:
-                raise ServerError(f"{where}: {e}") from None
+                raise AccountsError(f"{where}: {e}") from None
     return passwords
 
 
@@ -179,7 +182,7 @@ def prepare_broker_accounts(directory: Path, root: str) -> BrokerAccounts:
         passwords = parse_accounts(accounts_file.read_text(encoding="utf-8"),
                                    str(accounts_file))
     elif dynsec_file.exists():
-        raise ServerError(f"{dynsec_file} holds the broker accounts, but {accounts_file} with "
+        raise AccountsError(f"{dynsec_file} holds the broker accounts, but {accounts_file} with "
                           f"the services' passwords is missing: restore it, or remove "
                           f"{dynsec_file} to start over (every device account is lost)")
     if missing := [s for s in SERVICES if s not in passwords]:
@@ -194,7 +197,7 @@ def prepare_broker_accounts(directory: Path, root: str) -> BrokerAccounts:
             config = orjson.loads(dynsec_file.read_bytes())
             refreshed = refresh_service_accounts(config, root, passwords)
         except (orjson.JSONDecodeError, AttributeError, TypeError) as e:
-            raise ServerError(f"cannot read the broker accounts in {dynsec_file}: {e}; remove "
+            raise AccountsError(f"cannot read the broker accounts in {dynsec_file}: {e}; remove "
                               "it to start over (every device account is lost)") from None
         if refreshed != config:
             _write_private(dynsec_file, orjson.dumps(refreshed, option=orjson.OPT_INDENT_2))
@@ -202,5 +205,13 @@ def prepare_broker_accounts(directory: Path, root: str) -> BrokerAccounts:
     return BrokerAccounts(directory, passwords)
 
 
-__all__ = ["ACCOUNTS_FILE", "DYNSEC_FILE", "BrokerAccounts", "format_accounts",
-           "parse_accounts", "prepare_broker_accounts", "refresh_service_accounts"]
+__all__ = [
+    "ACCOUNTS_FILE",
+    "DYNSEC_FILE",
+    "AccountsError",
+    "BrokerAccounts",
+    "format_accounts",
+    "parse_accounts",
+    "prepare_broker_accounts",
+    "refresh_service_accounts",
+]

@@ -1,6 +1,6 @@
-"""The api's MQTT edge: devices' retained online/offline status, the simulator's retained
+"""The api's MQTT link: devices' retained online/offline status, the simulator's retained
 state, whether the broker is up, publishing the admin's control commands, and the one
-subscription that feeds the live stream (:mod:`api.live`), which :meth:`StatusTracker.follow`
+subscription that feeds the live stream (:mod:`api.live`), which :meth:`MqttLink.follow`
 attaches to this same connection.
 
 A paho-mqtt client on its own network thread keeps a thread-safe map of device id to the last
@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from broker.mqtt import new_client, start, subscriptions
 from smartcity.codec import decode_status
 from smartcity.control import SimulatorState, decode_state, state_topic
 from smartcity.errors import ContractError
@@ -40,7 +39,7 @@ class NotPublished(Exception):
     """The broker is unreachable or did not acknowledge a publish in time."""
 
 
-class StatusTracker:
+class MqttLink:
     """Subscribes to ``{root}/+/+/status`` and ``{root}/control/state`` and remembers each
     device's last status and the simulator's last state.
 
@@ -64,11 +63,7 @@ class StatusTracker:
         self.received = 0
         self.rejected = 0
         self.last_error: str | None = None
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                                   client_id=client_id or f"smartcity-api-{uuid.uuid4().hex[:12]}")
-        if settings.username:
-            self._client.username_pw_set(settings.username, settings.password)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self._client = new_client(settings, client_id, role="api")
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -87,13 +82,11 @@ class StatusTracker:
         """Also subscribe to ``filters`` (with their QoS) and hand every message, the statuses
         and simulator state included, to ``listener``; call before :meth:`start`. The
         listener runs on the network thread: it must be quick and must not raise."""
-        self._extra = [(str(f), qos) for f, qos in filters]
+        self._extra = subscriptions(filters)
         self._listener = listener
 
     def start(self) -> None:
-        self._client.connect_async(self.settings.host, self.settings.port,
-                                   keepalive=self.settings.keepalive_s)
-        self._client.loop_start()
+        start(self._client, self.settings)
 
     def stop(self) -> None:
         self._stopping = True

@@ -1,0 +1,1 @@
+"""The top of the house: the `smartcity` command, `smartcity up` and the servers it manages."""
