@@ -17,6 +17,9 @@ const ALERT_RANK = { danger: 0, warning: 1, watch: 2, advisory: 3 };
 // what a visitor must find first; the river and the wards' names make the city recognisable
 const KIND_RANK = { flood: 4, tide: 5, road: 7, device: 8, home: 10, rain: 11 };
 const AREA_RANK = { river: 6, ward: 9, place: 12, canal: 13, area: 14 };
+// How far a name may move off its spot: a district's name moved across the river would
+// mislead, so it stays close or is left out; a ward is large.
+const AREA_TRIES = { river: 40, ward: 40, place: 13, canal: 25, area: 25 };
 
 // A reading as the map writes it; a dash while the device has not sent it.
 function figureOf(value, digits) {
@@ -372,7 +375,7 @@ export class MapView {
       const prefer = anchor.x < this.width / 2 ? -1 : 1;  // outwards, where the land is
       // names of places stay near where they belong, or are left out
       const item = { w: box.width, h: box.height, anchor, step: e.node ? 34 : 26, prefer,
-                     centred: !e.node, tries: e.node ? undefined : 40 };
+                     centred: !e.node, tries: e.node ? undefined : AREA_TRIES[e.area.kind] };
       if (!fresh && e.g.placedAt) item.previous = e.g.placedAt;
       return item;
     });
