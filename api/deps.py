@@ -18,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.accounts import AnonymousBroker, DeviceAccounts
+from api.attract import AttractLoop
 from api.latest import LatestStore
 from api.link import MqttLink
 from api.live import LiveHub
@@ -51,6 +52,7 @@ class Services:
         """The in-memory latest readings, when they are to be used and are seeded."""
         ok = self.settings.reads == "memory" and self.latest.ready
         return self.latest if ok else None
+    attract: AttractLoop | None = None
 
 
 async def get_services(request: Request) -> Services:

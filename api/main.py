@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.accounts import device_accounts
+from api.attract import AttractLoop, run_attract
 from api.deps import Services
 from api.latest import LatestStore, keep_merged
 from api.link import MqttLink
@@ -36,6 +37,8 @@ from api.routes import (
 )
 from api.routes import devices as device_routes
 from api.routes import live as live_routes
+from api.routes.docs import add_docs
+from api.routes.phone import router as phone_router
 from api.watch import DeviceWatch
 from smartcity import logs
 from smartcity.city import load_city
@@ -142,8 +145,12 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
                                 accounts=device_accounts(settings), wards=wards, latest=latest)
             services.live = hub
             services.watch = watch
+            services.attract = AttractLoop(settings.attract_idle_s)
             merging = asyncio.create_task(keep_merged(latest, influx, settings.latest_refresh_s))
-            yield {"services": services}
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(run_attract, services.attract, link, settings.mqtt.root)
+                yield {"services": services}
+                tasks.cancel_scope.cancel()
             merging.cancel()
             await anyio.to_thread.run_sync(services.replays.stop)
         finally:
@@ -153,7 +160,8 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
             probe.close()  # type: ignore[no-untyped-call]  # unannotated upstream
 
     app = FastAPI(title="smartcity api", version=_version(), description=DESCRIPTION,
-                  openapi_tags=TAGS, lifespan=lifespan)
+                  openapi_tags=TAGS, lifespan=lifespan, docs_url=None, redoc_url=None)
+    add_docs(app)
     app.include_router(sensors.router)
     app.include_router(metrics.router)
     app.include_router(city.router)
@@ -164,6 +172,7 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
     app.include_router(scenarios.router)
     app.include_router(live_routes.router)
     app.include_router(board.router)
+    app.include_router(phone_router)
     app.include_router(device_routes.router)
     app.include_router(exhibitors.router)
     app.include_router(exhibitors.page)

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from smartcity.control import Clock
 from smartcity.errors import ContractError
 
 ENVIRONMENT_HELP = """\
@@ -77,7 +78,8 @@ def _simulate(args: argparse.Namespace) -> int:
         raise ContractError(f"SMARTCITY_SIM_SPEED: {e}") from None
     return main(settings, duration_s=args.duration,
                 start=args.start if args.start is not None else settings.start,
-                speed=speed, scenario=args.scenario or settings.scenario, scale=settings.scale)
+                speed=speed, scenario=args.scenario or settings.scenario, scale=settings.scale,
+                clock=None if args.clock is None else Clock(args.clock))
 
 
 def _scenarios(args: argparse.Namespace) -> int:
@@ -230,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "stopped)")
     sim.add_argument("--scenario", default=None,
                      help="built-in scenario name (smartcity scenarios list) or a file")
+    sim.add_argument("--clock", choices=[c.value for c in Clock], default=None,
+                     help="exhibit: readings carry the wall-clock time while a scenario's "
+                          "story plays compressed; engineer: readings carry the simulated "
+                          "time (byte-identical with --seed). Default: engineer with "
+                          "--start or a seed, else exhibit")
     sim.add_argument("--scale", type=int, default=None,
                      help="copies of every device, for load work (give ingest, rules and api "
                           "the same SMARTCITY_SCALE)")

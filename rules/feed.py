@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from rules.engine import Engine
-from smartcity import logs
+from smartcity import control, logs
 from smartcity.alerts import Alert
 from smartcity.codec import Reading
 from smartcity.errors import ContractError
@@ -61,6 +61,26 @@ def profile_change(registry: Registry, topic: str, payload: bytes,
     if change is not Change.UNCHANGED:
         log.info("exhibitor device %s %s", profile.device_id, change.value)
     return ProfileChange(profile.device_id, change)
+
+
+def story_speed(payload: bytes) -> float | None:
+    """How many times as fast as the wall clock simulated readings tell their story, from the
+    simulator's retained state: a story played compressed on the exhibit clock compresses the
+    rules' hold times alike. None when the state cannot be read (logged)."""
+    try:
+        state = control.decode_state(payload)
+    except ContractError as e:
+        log.warning("ignored a simulator state: %s", e)
+        return None
+    exhibit = state.running and state.clock is control.Clock.EXHIBIT
+    return float(state.speed) if exhibit and state.speed and not state.paused else 1.0
+
+
+def follow_story(engine: Engine, payload: bytes) -> None:
+    speed = story_speed(payload)
+    if speed is not None and speed != engine.story_speed:
+        log.info("simulated readings now count %gx: the story plays at that speed", speed)
+        engine.story_speed = speed
 
 
 def judge(engine: Engine, readings: Iterable[Reading],

@@ -25,9 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from recorder import RecordingError, RecordingReader
 from recorder.reading import describe_loss
 from rules.engine import Engine
-from rules.feed import is_profile, judge, profile_change, readings_of
+from rules.feed import follow_story, is_profile, judge, profile_change, readings_of
 from rules.wording import ward_names
-from smartcity import logs
+from smartcity import control, logs
 from smartcity.alerts import Alert, AlertLevel, AlertState
 from smartcity.city import City, load_city
 from smartcity.codec import Reading
@@ -108,6 +108,7 @@ def rehearse_messages(messages: Iterable[tuple[str, bytes, int]], rules: RuleSet
     engine = Engine(rules.with_city(city), registry, ward_names(city))
     result = Rehearsal(name)
     profiles = profile_filter(root)
+    story = str(control.state_topic(root))  # the simulator's clock, as the live rules follow it
     levels: dict[str, AlertLevel] = {}  # each alert's level so far
     started = time.perf_counter()
     for topic, payload, arrived_ms in messages:
@@ -118,6 +119,8 @@ def rehearse_messages(messages: Iterable[tuple[str, bytes, int]], rules: RuleSet
             changed = profile_change(registry, topic, payload, root)
             if changed is not None and changed.change is Change.REMOVED:
                 removed = changed.device_id
+        elif topic == story:
+            follow_story(engine, payload)
         else:
             decoded = readings_of(topic, payload, registry, root, arrived_ms)
             if decoded is None:

@@ -36,11 +36,12 @@ import paho.mqtt.client as mqtt
 
 from broker.mqtt import Session, Subscription, new_client, start
 from rules.engine import Engine
-from rules.feed import is_profile, judge, profile_change, readings_of
+from rules.feed import follow_story, is_profile, judge, profile_change, readings_of
 from rules.settings import RulesSettings
+from rules.silence import Silence
 from rules.store import StateFile
 from rules.wording import ward_names
-from smartcity import logs
+from smartcity import control, logs
 from smartcity.alerts import Alert, AlertState, encode_alert
 from smartcity.city import City, load_city
 from smartcity.codec import Reading
@@ -49,6 +50,7 @@ from smartcity.profiles import Change
 from smartcity.registry import Registry
 from smartcity.rulefile import RuleSet, load_rules
 from smartcity.topics import (
+    TopicFilter,
     alert_topic,
     native_filter,
     profile_filter,
@@ -97,6 +99,7 @@ class RulesService:
         ruleset = (rules or load_rules(settings.rules_file)).with_city(city)
         self.registry = registry or city.registry()
         self.engine = Engine(ruleset, self.registry, ward_names(city))
+        self.silence = Silence(round(settings.silent_after_s * 1000))
         self.stats = RulesStats()
         state_dir = settings.state_dir
         self.state = StateFile(state_dir / "state.json")
@@ -119,8 +122,10 @@ class RulesService:
         root = settings.mqtt.root
         # Exhibitor devices registered at run time reach the engine through this registry.
         self.profiles = profile_filter(root)
+        self.state_topic = str(control.state_topic(root))
         self.session = Subscription(settings.mqtt, telemetry_filter(root),
-                                    value_filter(root), native_filter(root), self.profiles)
+                                    value_filter(root), native_filter(root), self.profiles,
+                                    TopicFilter(self.state_topic))
         self.subscribed = self.session.subscribed
         self.client = self._make_client()
 
@@ -180,6 +185,9 @@ class RulesService:
         if is_profile(msg.topic, self.profiles):
             self._on_profile(msg)
             return
+        if msg.topic == self.state_topic:
+            self._on_simulator(msg)
+            return
         self.stats.received += 1
         readings = readings_of(msg.topic, bytes(msg.payload), self.registry,
                                self.settings.mqtt.root,
@@ -197,6 +205,12 @@ class RulesService:
             self._queue.put(Delivery([], msg.mid, msg.qos, self.session.generation,
                                  removed=changed.device_id))
             return
+        self.session.ack(self.client, msg.mid, msg.qos, self.session.generation)
+
+    def _on_simulator(self, msg: mqtt.MQTTMessage) -> None:
+        """The simulator's clock: a story played compressed on the exhibit clock makes the
+        rules' hold times compressed alike."""
+        follow_story(self.engine, bytes(msg.payload))
         self.session.ack(self.client, msg.mid, msg.qos, self.session.generation)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
@@ -222,15 +236,24 @@ class RulesService:
             if batch:
                 self._process(batch)
             if time.monotonic() >= next_beat:
+                self._tell_silent()
                 self._beat()
                 next_beat = time.monotonic() + self.settings.heartbeat_interval_s
 
     def _process(self, batch: list[Delivery]) -> None:
         self.stats.batches += 1
         events: list[Alert] = []
+        heard: set[str] = set()
+        now = int(time.time() * 1000)
         with self._lock:
             for item in batch:
+                for reading in item.readings:
+                    heard.add(reading.device_id)
+                    self.silence.heard(reading.device_id, now, reading.ts_ms)
                 events.extend(judge(self.engine, item.readings, item.removed))
+            events.extend(self.silence.resumed(self.engine.active(), heard,
+                                               {e.alert_id for e in events}))
+            self.silence.forget(e.alert_id for e in events if not e.active)
         if events:
             self._store_points(events)
             if not self._publish(events):
@@ -239,6 +262,17 @@ class RulesService:
         if self._save():
             self._ack(self._unacked)
             self._unacked = []
+
+    def _tell_silent(self) -> None:
+        """Republish, with ``silent_since``, the alerts whose sensor has gone quiet."""
+        with self._lock:
+            silent = self.silence.check(self.engine.active(), int(time.time() * 1000))
+        if silent:
+            for alert in silent:
+                log.warning("%s: %s has sent nothing since %s", alert.alert_id,
+                            alert.device_id, alert.silent_since)
+            self._store_points(silent)
+            self._publish(silent)
 
     def _store_points(self, events: Sequence[Alert]) -> None:
         lines = []

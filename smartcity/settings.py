@@ -278,6 +278,14 @@ class ApiSettings(CommonSettings):
     latest_refresh_s: float = Field(
         default=60.0, gt=0, alias="SMARTCITY_API_LATEST_REFRESH_S",
         description="how often the latest values in memory are merged with InfluxDB's")
+    attract_idle_s: float = Field(
+        default=300.0, ge=0, alias="SMARTCITY_ATTRACT_IDLE_S",
+        description="after this long without a scenario command the exhibit tells its story "
+                    "by itself (a normal day, the king-tide storm, the recovery); 0: never")
+    public_url: str | None = Field(
+        default=None, alias="SMARTCITY_PUBLIC_URL",
+        description="the address visitors' phones reach the api at (http://host:port), "
+                    "encoded in the QR code on the wall; default: the address the board uses")
     device_broker_url: str | None = Field(
         default=None, alias="SMARTCITY_API_DEVICE_BROKER_URL",
         description="the broker address devices are told to use (mqtt://host:port); default: "
