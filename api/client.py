@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -39,6 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="a metric it sends, e.g. water_level_cm (repeat for more)")
     add.add_argument("--ward", default=None, help="its ward (default: nearest)")
     add.add_argument("--id", default=None, dest="device_id", help="a wished-for device id")
+    add.add_argument("--format", default=None, help="how it speaks: json (default), senml, "
+                     "value, tasmota, shelly, zigbee2mqtt, esphome or custom")
+    add.add_argument("--mapping", default=None, type=Path, help="the custom format's mapping, "
+                     "a JSON file (docs/profiles/custom.md)")
     actions.add_parser("list", help="list the exhibitors' devices")
     for name, text in (("show", "last seen, message counts and the last rejected payloads"),
                        ("rotate", "issue a new password (a connected device is disconnected)"),
@@ -51,13 +56,19 @@ def _token(settings: ClientSettings) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+def _base(args: argparse.Namespace, settings: ClientSettings) -> str:
+    return str(args.api or settings.api_url or DEFAULT_API).rstrip("/")
+
+
 def _call(args: argparse.Namespace, settings: ClientSettings) -> httpx.Response:
-    base = (args.api or settings.api_url or DEFAULT_API).rstrip("/")
-    with httpx.Client(base_url=base, headers=_token(settings), timeout=15.0) as http:
+    with httpx.Client(base_url=_base(args, settings), headers=_token(settings),
+                      timeout=15.0) as http:
         if args.action == "add":
             body = {"name": args.name, "name_en": args.name_en, "domain": args.domain,
                     "location": {"lat": args.lat, "lon": args.lon}, "metrics": args.metrics,
-                    "ward": args.ward, "device_id": args.device_id}
+                    "ward": args.ward, "device_id": args.device_id, "format": args.format,
+                    "mapping": orjson.loads(args.mapping.read_bytes()) if args.mapping
+                    else None}
             return http.post("/api/v1/devices",
                              json={k: v for k, v in body.items() if v is not None})
         if args.action == "list":
@@ -93,9 +104,10 @@ def _print(args: argparse.Namespace, data: Any) -> None:
         d = data["device"]
         print(f"registered {d['device_id']} ({d['domain']}, ward {d['ward']})")
         _print_credentials(data["credentials"])
-        t = data["topics"]
-        print(f"  publish:  {t['telemetry']}\n  errors:   {t['errors']}  (subscribe: why a "
-              f"message was rejected)\n  try it:   {data['example']['mosquitto_pub']}")
+        t, s = data["topics"], data["settings"]
+        print(f"  publish:  {', '.join(t['native']) or t['telemetry']}\n  errors:   "
+              f"{t['errors']}  (subscribe: why a message was rejected)")
+        print(f"  set on the device ({s['title']}: {s['where']}):\n{s['text']}")
         print(data["note"])
     elif args.action == "list":
         for d in data:
@@ -119,11 +131,18 @@ def _print(args: argparse.Namespace, data: Any) -> None:
 
 
 def devices_main(args: argparse.Namespace, settings: ClientSettings | None = None) -> int:
-    """0 on success; 1 when the api refused (its reason printed); 3 when it is unreachable."""
+    """0 on success; 1 when the api refused (its reason printed); 2 when the mapping file
+    cannot be read; 3 when the api is unreachable."""
+    settings = settings or ClientSettings()
     try:
-        response = _call(args, settings or ClientSettings())
+        response = _call(args, settings)
+    except OSError as e:  # the mapping file
+        print(f"smartcity devices: {e}", file=sys.stderr)
+        return 2
     except httpx.HTTPError as e:
-        print(f"smartcity devices: cannot reach the api: {e}", file=sys.stderr)
+        print(f"smartcity devices: cannot reach the api at {_base(args, settings)} ({e}); "
+              "start it with `smartcity up`, or say where it runs with --api URL or "
+              "SMARTCITY_API_URL=URL", file=sys.stderr)
         return 3
     if response.status_code >= 400:
         print(f"smartcity devices {args.action}: {response.status_code}: {_problem(response)}",

@@ -1,4 +1,8 @@
-"""Dependencies with ``Annotated`` aliases, so route signatures read like sentences."""
+"""Dependencies with ``Annotated`` aliases, so route signatures read like sentences.
+
+They are ``async def`` although none awaits: FastAPI runs a plain ``def`` dependency in its
+thread pool, a thread hand-off per dependency and request (measured: the read api's largest
+cost per request after the InfluxDB queries, bench/api_load.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +19,12 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.accounts import AnonymousBroker, DeviceAccounts
 from api.admission import Admission
+from api.attract import AttractLoop
+from api.latest import LatestStore
 from api.link import MqttLink
 from api.live import LiveHub
 from api.replaying import ReplaySlot
+from api.watch import DeviceWatch
 from smartcity.errors import ContractError
 from smartcity.ids import ID_PATTERN, check_id
 from smartcity.registry import DeviceInfo, Registry
@@ -39,10 +46,18 @@ class Services:
     accounts: DeviceAccounts = field(default_factory=AnonymousBroker)
     wards: tuple[str, ...] = ()
     live: LiveHub | None = None
+    watch: DeviceWatch | None = None
+    latest: LatestStore = field(default_factory=LatestStore)
+
+    def memory(self) -> LatestStore | None:
+        """The in-memory latest readings, when they are to be used and are seeded."""
+        ok = self.settings.reads == "memory" and self.latest.ready
+        return self.latest if ok else None
+    attract: AttractLoop | None = None
     admission: Admission = field(default_factory=lambda: Admission(500, 30))
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.state.services
     return services
 
@@ -50,15 +65,15 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_influx(services: ServicesDep) -> AsyncInfluxClient:
+async def get_influx(services: ServicesDep) -> AsyncInfluxClient:
     return services.influx
 
 
-def get_registry(services: ServicesDep) -> Registry:
+async def get_registry(services: ServicesDep) -> Registry:
     return services.registry
 
 
-def get_link(services: ServicesDep) -> MqttLink:
+async def get_link(services: ServicesDep) -> MqttLink:
     return services.link
 
 
@@ -71,7 +86,11 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-NowDep = Annotated[int, Depends(now_ms)]
+async def _now_ms() -> int:
+    return now_ms()
+
+
+NowDep = Annotated[int, Depends(_now_ms)]
 
 
 def invalid(error: ContractError, where: str, inputs: Mapping[str, Any]) -> NoReturn:
@@ -84,7 +103,7 @@ def invalid(error: ContractError, where: str, inputs: Mapping[str, Any]) -> NoRe
                                       "input": None}])
 
 
-def get_device(
+async def get_device(
     device_id: Annotated[str, Path(description=f"device id, {ID_PATTERN}",
                                    examples=["flood-thao-dien"])],
     registry: RegistryDep,
@@ -127,7 +146,7 @@ def admin_refusal(settings: ApiSettings,
     return None
 
 
-def require_admin(
+async def require_admin(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

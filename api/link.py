@@ -59,7 +59,7 @@ class MqttLink:
         self._connected = threading.Event()
         self._stopping = False
         self._extra: list[tuple[str, int]] = []
-        self._listener: Listener | None = None
+        self._listeners: list[Listener] = []
         self.received = 0
         self.rejected = 0
         self.last_error: str | None = None
@@ -80,10 +80,11 @@ class MqttLink:
 
     def follow(self, filters: Sequence[tuple[TopicFilter, int]], listener: Listener) -> None:
         """Also subscribe to ``filters`` (with their QoS) and hand every message, the statuses
-        and simulator state included, to ``listener``; call before :meth:`start`. The
+        and simulator state included, to ``listener`` (and to every listener that followed
+        before); call before :meth:`start`. The
         listener runs on the network thread: it must be quick and must not raise."""
-        self._extra = subscriptions(filters)
-        self._listener = listener
+        self._extra += subscriptions(filters)
+        self._listeners.append(listener)
 
     def start(self) -> None:
         start(self._client, self.settings)
@@ -172,8 +173,7 @@ class MqttLink:
         if topic == self._control_state_topic or (
                 topic.endswith("/status") and self._status_filter.matches(topic)):
             self._on_status(topic, payload)
-        listener = self._listener
-        if listener is not None:
+        for listener in self._listeners:
             try:
                 listener(topic, payload, bool(msg.retain))
             except Exception:

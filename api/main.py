@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
@@ -19,13 +20,29 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from api.accounts import device_accounts
 from api.admission import Admission
+from api.attract import AttractLoop, run_attract
 from api.deps import Services
 from api.guard import Guard, document_refusals, short_validation_errors
+from api.latest import LatestStore, keep_merged
 from api.link import MqttLink
 from api.live import LiveHub, shutdown_streams
-from api.routes import alerts, board, city, health, metrics, replays, scenarios, sensors
+from api.routes import (
+    alerts,
+    board,
+    city,
+    exhibitors,
+    health,
+    metrics,
+    rehearsals,
+    replays,
+    scenarios,
+    sensors,
+)
 from api.routes import devices as device_routes
 from api.routes import live as live_routes
+from api.routes.docs import add_docs
+from api.routes.phone import router as phone_router
+from api.watch import DeviceWatch
 from broker.registrysync import RegistryUnavailable, sync_registry
 from smartcity import logs
 from smartcity.city import load_city
@@ -121,6 +138,10 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
         await anyio.to_thread.run_sync(read_registry, settings, devices)
         link = MqttLink(settings.mqtt)
         hub = LiveHub(settings.live, devices, link)  # on the link's connection: one, not two
+        watch = DeviceWatch(devices, settings.mqtt.root)
+        link.follow(watch.filters(), watch.receive)
+        latest = LatestStore()
+        hub.on_reading = latest.add
         link.start()
         await hub.start()
         app.state.live = hub
@@ -128,11 +149,18 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
         probe = _influx_probe(settings.influx)
         try:
             services = Services(settings, devices, levels, influx, probe, link,
-                                accounts=device_accounts(settings), wards=wards,
+                                accounts=device_accounts(settings), wards=wards, latest=latest,
                                 admission=Admission(settings.max_devices,
                                                     settings.registrations_per_minute))
             services.live = hub
-            yield {"services": services}
+            services.watch = watch
+            services.attract = AttractLoop(settings.attract_idle_s)
+            merging = asyncio.create_task(keep_merged(latest, influx, settings.latest_refresh_s))
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(run_attract, services.attract, link, settings.mqtt.root)
+                yield {"services": services}
+                tasks.cancel_scope.cancel()
+            merging.cancel()
             await anyio.to_thread.run_sync(services.replays.stop)
         finally:
             await hub.aclose()
@@ -141,17 +169,22 @@ def create_app(settings: ApiSettings, registry: Registry | None = None, *,
             probe.close()  # type: ignore[no-untyped-call]  # unannotated upstream
 
     app = FastAPI(title="smartcity api", version=_version(), description=DESCRIPTION,
-                  openapi_tags=TAGS, lifespan=lifespan)
+                  openapi_tags=TAGS, lifespan=lifespan, docs_url=None, redoc_url=None)
+    add_docs(app)
     app.include_router(sensors.router)
     app.include_router(metrics.router)
     app.include_router(city.router)
     app.include_router(alerts.router)
     app.include_router(replays.router)
+    app.include_router(rehearsals.router)
     app.include_router(health.router)
     app.include_router(scenarios.router)
     app.include_router(live_routes.router)
     app.include_router(board.router)
+    app.include_router(phone_router)
     app.include_router(device_routes.router)
+    app.include_router(exhibitors.router)
+    app.include_router(exhibitors.page)
     app.include_router(device_routes.contract)
     app.add_middleware(Guard, settings=settings, max_body_bytes=settings.max_body_bytes)
     document_refusals(app)

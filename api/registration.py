@@ -17,8 +17,18 @@ from typing import Any
 
 import orjson
 
-from api.models.devices import Credentials, Device, DeviceRequest, DeviceTopics, PayloadExample
+from api.models.devices import (
+    Credentials,
+    Device,
+    DeviceRequest,
+    DeviceTopics,
+    PayloadExample,
+    Rejected,
+)
 from api.models.sensors import Location, SensorStatus
+from smartcity.errors import Reason
+from smartcity.formats import CUSTOM, is_native
+from smartcity.formats.mapping import topics_to_use
 from smartcity.metrics import CATALOGUE
 from smartcity.models import TELEMETRY_MODELS, Source, format_ts
 from smartcity.registry import DeviceInfo, Registry
@@ -83,6 +93,13 @@ def build_device(request: DeviceRequest, registry: Registry, wards: Iterable[str
     if request.ward is not None and request.ward not in ward_ids:
         raise RegistrationProblem("ward", f"unknown ward {request.ward!r}; the city has "
                                           f"{', '.join(sorted(ward_ids))}")
+    if (request.format == CUSTOM) != (request.mapping is not None):
+        raise RegistrationProblem("mapping", "the custom format needs a mapping, and only it "
+                                             "takes one")
+    for i, f in enumerate(request.mapping.metrics if request.mapping else ()):
+        if f.metric not in request.metrics:
+            raise RegistrationProblem(f"mapping.metrics.{i}", f"{f.metric} is mapped but not "
+                                                              "among the device's metrics")
     device_id = request.device_id or new_device_id(request.name, registry)
     ward = request.ward or nearest_ward(registry, request.location.lat, request.location.lon)
     if ward is None:
@@ -91,7 +108,8 @@ def build_device(request: DeviceRequest, registry: Registry, wards: Iterable[str
     return DeviceInfo(device_id=device_id, domain=request.domain, name=request.name,
                       name_en=request.name_en, ward=ward, site=device_id,
                       lat=request.location.lat, lon=request.location.lon, source=Source.LIVE,
-                      metrics=tuple(request.metrics))
+                      metrics=tuple(request.metrics), format=request.format,
+                      mapping=request.mapping)
 
 
 # --- the answer --------------------------------------------------------------------------
@@ -99,14 +117,16 @@ def build_device(request: DeviceRequest, registry: Registry, wards: Iterable[str
 def device_out(d: DeviceInfo) -> Device:
     return Device(device_id=d.device_id, domain=d.domain, name=d.name, name_en=d.name_en,
                   ward=d.ward, location=Location(lat=d.lat, lon=d.lon),
-                  metrics=list(d.metrics or metrics_of(d.domain)), source=d.source)
+                  metrics=list(d.metrics or metrics_of(d.domain)), source=d.source,
+                  format=d.format, mapping=d.mapping)
 
 
 def topics_of(d: DeviceInfo, root: str) -> DeviceTopics:
     telemetry = str(telemetry_topic(d.domain, d.device_id, root))
     return DeviceTopics(telemetry=telemetry, single_value=telemetry + "/{metric}",
                         status=str(status_topic(d.domain, d.device_id, root)),
-                        errors=str(errors_topic(d.device_id, root)))
+                        errors=str(errors_topic(d.device_id, root)),
+                        native=topics_to_use(d, root))
 
 
 def example_of(d: DeviceInfo, root: str, now_ms: int,
@@ -132,15 +152,26 @@ def example_of(d: DeviceInfo, root: str, now_ms: int,
 
 
 def hints(report_seen: str | None, rejected: int, last_rejected_at: str | None,
-          status: SensorStatus) -> list[str]:
+          status: SensorStatus, device: DeviceInfo | None = None, root: str = "city",
+          last: Rejected | None = None) -> list[str]:
     """Plain-words next steps for an exhibitor, from what the exhibit has seen of the device."""
     out = []
     if report_seen is None and rejected == 0:
+        where = "its telemetry topic"
+        if device is not None:
+            where = ", ".join(topics_to_use(device, root)) if is_native(device.format) else \
+                str(telemetry_topic(device.domain, device.device_id, root))
         out.append("Nothing received yet: check the broker address, the username and password, "
-                   "and that the device publishes to its telemetry topic.")
+                   f"and that the device publishes on {where}.")
+    if device is not None and (report_seen is None or rejected):
+        metrics = ", ".join(device.metrics or metrics_of(device.domain))
+        out.append(f"This device stores {metrics}; other fields are left out.")
     if rejected and (report_seen is None or (last_rejected_at or "") > report_seen):
         out.append("Its latest messages were rejected: see last_rejected for the reason, or "
                    "subscribe to the errors topic to see each one as it happens.")
+        if last is not None and last.reason in (Reason.BROKER_REFUSED, Reason.NATIVE_TOPIC):
+            out.append(f"It published on {last.topic}, a topic it may not use: "
+                       f"{last.problems.removeprefix('topic: ')}")
     if status is SensorStatus.OFFLINE:
         out.append("The device said it is offline (its status or last will).")
     if not out:

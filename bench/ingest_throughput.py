@@ -45,6 +45,33 @@ from mqttwire import DISCONNECT, connect_packet, publish_packet  # bench/, besid
 
 DEFAULT_RATES = (2_000, 4_000, 6_000, 8_000, 10_000, 12_000, 15_000, 20_000, 25_000, 30_000, 40_000)
 QUICK_RATES = (2_000, 10_000)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A consumer of the ladder: the bare paho subscriber, or ingest with some settings and
+    some number of worker processes in one share group."""
+
+    name: str
+    env: tuple[tuple[str, str], ...] = ()
+    workers: int = 1
+    about: str = ""
+
+
+# Each step of ingest's speed-up, measured against the others on the same stream: the MQTT
+# edge first, then validation without the pydantic models, then more workers.
+VARIANTS = {v.name: v for v in (
+    Variant("bare", about="paho-mqtt v5 subscriber that only counts (auto-ack): paho's ceiling"),
+    Variant("paho", (("SMARTCITY_INGEST_EDGE", "paho"),
+                     ("SMARTCITY_INGEST_FAST_VALIDATION", "false")),
+            about="ingest on paho-mqtt with pydantic validation (before)"),
+    Variant("edge", (("SMARTCITY_INGEST_EDGE", "asyncio"),
+                     ("SMARTCITY_INGEST_FAST_VALIDATION", "false")),
+            about="ingest on its asyncio MQTT edge, pydantic validation"),
+    Variant("ingest", about="ingest as shipped: asyncio edge and fast validation"),
+    Variant("ingest2", workers=2, about="two ingest workers in one share group"),
+    Variant("ingest3", workers=3, about="three ingest workers in one share group"),
+)}
 # How long after the publisher's last message a consumer may take to finish and still pass.
 # bare: delivery is sub-millisecond at steady state; 1 s only absorbs scheduler noise.
 # ingest: adds its batch interval (0.25 s), one batch write (10-50 ms measured) and our poll
@@ -313,7 +340,10 @@ def bare_main(conn: Connection, port: int, topic_filter: str, expected: int) -> 
 # -- measuring -----------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int | None) -> float | None:
+def cpu_seconds(pid: int | list[int] | None) -> float | None:
+    if isinstance(pid, list):
+        parts = [cpu_seconds(p) for p in pid]
+        return None if None in parts else sum(p for p in parts if p is not None)
     if pid is None:
         return None
     try:
@@ -336,7 +366,7 @@ class CpuWatch:
     """CPU use of each process of the step over the step, and of everything else on the
     machine ("other": another program's load makes the figures unreliable)."""
 
-    pids: dict[str, int | None]
+    pids: dict[str, int | list[int] | None]
     start: dict[str, float | None] = field(default_factory=dict)
     t_start: float = 0.0
     busy_start: float = 0.0
@@ -396,6 +426,14 @@ class Step:
     @property
     def rate(self) -> float | None:
         return self.n / self.done_s if self.done_s else None
+
+    @property
+    def us_per_message(self) -> float | None:
+        """The consumer's CPU per message (all its processes), over the step."""
+        cpu = self.cpu.get("consumer")
+        if cpu is None or not self.pub_s or not self.done_s:
+            return None
+        return cpu / 100 * max(self.pub_s, self.done_s) * 1e6 / self.n
 
     @property
     def lag(self) -> float | None:
@@ -563,17 +601,20 @@ class Bench:
             self.stop(sub, sub_conn)
         return step
 
-    def run_ingest(self, rate: int) -> Step:
+    def run_ingest(self, rate: int, variant: Variant) -> Step:
         from storage.influx import quote_ident
 
-        root, base_ms = self.next_names("ingest", rate)
+        root, base_ms = self.next_names(variant.name, rate)
         db = root
         n = int(rate * self.args.seconds)
-        step = Step("ingest", rate, n)
+        step = Step(variant.name, rate, n)
         self.influx.create_database(db)
-        log_path = self.workdir / f"{root}.log"
-        proc = self.start_ingest(root, db, log_path)
+        logs = [self.workdir / f"{root}-{i}.log" for i in range(variant.workers)]
+        procs = [self.start_ingest(root, db, log, variant, i) for i, log in enumerate(logs)]
+        proc, log_path = procs[0], logs[0]
         try:
+            for p, log in zip(procs, logs, strict=True):
+                self.wait_subscribed(p, log)
             self.warm_up(root, db, base_ms, proc, log_path)
             pub, conn = self.start_publisher(root, n, rate, base_ms)
             measurements = ",".join(sorted({domain for _, domain in self.devices}))
@@ -581,12 +622,14 @@ class Bench:
                        f"WHERE time >= {base_ms}ms")
 
             def count() -> int:
-                if proc.poll() is not None:
-                    raise BenchError(f"ingest exited with {proc.returncode}; log {log_path}")
+                for p in procs:
+                    if p.poll() is not None:
+                        raise BenchError(f"ingest exited with {p.returncode}; logs {logs}")
                 return sum(int(s.values[0][1]) for s in self.influx.query(count_q, db))
 
             watch = CpuWatch({"pub": pub.pid, "mosquitto": self.mosquitto.proc.pid,
-                              "consumer": proc.pid, "influxd": self.influxd.proc.pid})
+                              "consumer": [p.pid for p in procs],
+                              "influxd": self.influxd.proc.pid})
             t0 = self.go(conn)
             time.sleep(max(0.0, t0 - time.monotonic()))
             watch.begin()
@@ -596,20 +639,23 @@ class Bench:
             if total > n:
                 step.note = f"{total} points stored for {n} messages"
         finally:
-            self.stop(proc)
-        step.note = " ".join(filter(None, [step.note, ingest_summary(log_path)]))
+            for p in procs:
+                self.stop(p)
+        step.note = " ".join(filter(None, [step.note, *map(ingest_summary, logs)]))
         self.influx.query(f"DROP DATABASE {quote_ident(db)}", post=True)
         return step
 
-    def start_ingest(self, root: str, db: str, log_path: Path) -> subprocess.Popen[bytes]:
+    def start_ingest(self, root: str, db: str, log_path: Path, variant: Variant,
+                     worker: int) -> subprocess.Popen[bytes]:
         from launcher.servers import kill_on_parent_death as pdeathsig
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCITY_")
                or k.startswith("SMARTCITY_INGEST_")}  # caller may tune ingest: BATCH_SIZE...
+        env.update(variant.env)
         env.update(SMARTCITY_MQTT_URL=self.mosquitto.url, SMARTCITY_MQTT_ROOT=root,
                    SMARTCITY_INFLUX_URL=self.influxd.url, SMARTCITY_INFLUX_DB=db,
                    SMARTCITY_DATA_DIR=str(self.workdir / root),
-                   SMARTCITY_INGEST_CLIENT_ID=f"ingest-{root}", PYTHONUNBUFFERED="1")
+                   SMARTCITY_INGEST_CLIENT_ID=f"ingest-{root}-{worker}", PYTHONUNBUFFERED="1")
         with log_path.open("wb") as log:
             proc = subprocess.Popen(self.args.ingest_cmd, env=env, stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -617,17 +663,20 @@ class Bench:
         self.children.append(proc)
         return proc
 
-    def warm_up(self, root: str, db: str, base_ms: int, proc: subprocess.Popen[bytes],
-                log_path: Path) -> None:
-        """Wait until ingest has subscribed, then until a warm-up reading (an hour before the
-        stream, so it is not counted) is stored: the session, the write path and the shard
-        all exist before the clock starts."""
+    @staticmethod
+    def wait_subscribed(proc: subprocess.Popen[bytes], log_path: Path) -> None:
         deadline = time.monotonic() + 60
         while b"subscribing to" not in log_path.read_bytes():
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise BenchError(f"ingest did not subscribe; log {log_path}:\n"
                                  + log_path.read_text(errors="replace")[-2000:])
             time.sleep(0.05)
+
+    def warm_up(self, root: str, db: str, base_ms: int, proc: subprocess.Popen[bytes],
+                log_path: Path) -> None:
+        """Once ingest has subscribed, wait until a warm-up reading (an hour before the
+        stream, so it is not counted) is stored: the session, the write path and the shard
+        all exist before the clock starts."""
         device, domain = self.devices[0]
         pub = RawPublisher(self.mosquitto.port, f"bench-warmup-{self.step_no}")
         try:
@@ -696,7 +745,7 @@ def fmt(v: float | None, spec: str = ".0f", none: str = "-") -> str:
 
 HEADER = (f"{'offered':>8} {'consumer':<8} {'messages':>8} {'pub rate':>8} "
           f"{'got in time':>11} {'all in':>7} {'rate':>7} {'lag':>6} "
-          f"{'cpu% pub/mosq/cons/influx/other':>31}  verdict")
+          f"{'cpu% pub/mosq/cons/influx/other':>31} {'µs/msg':>6}  verdict")
 
 
 def row(s: Step, seconds: float) -> str:
@@ -716,7 +765,7 @@ def row(s: Step, seconds: float) -> str:
         verdict += " (machine busy with other work: figure unreliable)"
     line = (f"{s.offered:>8} {s.consumer:<8} {s.n:>8} {fmt(s.pub_rate):>8} "
             f"{s.got_at_deadline:>11} {fmt(s.done_s, '.2f'):>7} {fmt(s.rate):>7} "
-            f"{fmt(s.lag, '.2f'):>6} {cpu:>31}  {verdict}")
+            f"{fmt(s.lag, '.2f'):>6} {cpu:>31} {fmt(s.us_per_message):>6}  {verdict}")
     return line + (f"\n{'':>17}{s.note}" if s.note else "")
 
 
@@ -776,6 +825,27 @@ def summary(steps: list[Step], consumer: str, seconds: float) -> str:
             f"peak throughput {fmt(peak)} msg/s")
 
 
+def ratios(steps: list[Step], consumers: list[str]) -> str:
+    """Each consumer against the first, step by step (same stream, same run): the figures
+    to quote on a shared machine, where absolute rates move with the load."""
+    if len(consumers) < 2:
+        return ""
+    base = consumers[0]
+    out = [f"ratios to {base} in this run (peak throughput; CPU per message, lower is better):"]
+    peak = {c: max((s.rate for s in steps if s.consumer == c and s.rate), default=None)
+            for c in consumers}
+    for c in consumers[1:]:
+        a, b = peak[c], peak[base]
+        us = {k: [s.us_per_message for s in steps if s.consumer == k and s.passed
+                  and s.us_per_message] for k in (c, base)}
+        mean = {k: sum(v) / len(v) if v else None for k, v in us.items()}
+        tp = f"{a / b:.2f}x" if a and b else "-"
+        cpu = (f"{mean[c] / mean[base]:.2f}x ({mean[c]:.0f} vs {mean[base]:.0f} µs)"
+               if mean[c] and mean[base] else "-")
+        out.append(f"  {c:<8} throughput {tp}, CPU per message {cpu}")
+    return "\n".join(out)
+
+
 def background_load(seconds: float = 1.0) -> float:
     """% of a core the whole machine is busy over ``seconds``."""
     before = busy_seconds()
@@ -801,7 +871,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, help="length of each step (default: 5)")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: rates {','.join(map(str, QUICK_RATES))}, 2 s steps")
-    p.add_argument("--only", choices=("bare", "ingest"), help="measure one consumer only")
+    p.add_argument("--only", choices=tuple(VARIANTS), help="measure one consumer only")
+    p.add_argument("--consumers", type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+                   default=["bare", "ingest"],
+                   help="consumers to compare on the same stream, in this order: "
+                        f"{', '.join(VARIANTS)} (default: bare,ingest)")
     p.add_argument("--keep-going", action="store_true",
                    help="run every rate, not stopping a consumer after its first failure")
     p.add_argument("--inflight", type=int, default=20_000,
@@ -821,6 +895,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.rates = list(QUICK_RATES if args.quick else DEFAULT_RATES)
     if args.seconds is None:
         args.seconds = 2.0 if args.quick else 5.0
+    if args.only:
+        args.consumers = [args.only]
+    unknown = [c for c in args.consumers if c not in VARIANTS]
+    if unknown:
+        p.error(f"unknown consumers {unknown}; choose from {', '.join(VARIANTS)}")
     if not 0 < args.inflight < 65535:
         p.error("--inflight must be between 1 and 65534 (MQTT packet ids)")
     return args
@@ -855,14 +934,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bench.start_servers()
         print(HEADER, flush=True)
-        alive = {args.only} if args.only else {"bare", "ingest"}
+        alive = set(args.consumers)
         for rate in args.rates:
-            for consumer in ("bare", "ingest"):
+            for consumer in args.consumers:
                 if consumer not in alive:
                     continue
                 if args.wait_idle:
                     wait_idle(args.wait_idle)
-                step = bench.run_bare(rate) if consumer == "bare" else bench.run_ingest(rate)
+                step = (bench.run_bare(rate) if consumer == "bare"
+                        else bench.run_ingest(rate, VARIANTS[consumer]))
                 steps.append(step)
                 print(row(step, args.seconds), flush=True)
                 if not step.passed and not args.keep_going:
@@ -890,9 +970,13 @@ def main(argv: list[str] | None = None) -> int:
               "message until all arrived/stored; rate = messages / all in; lag = all in - "
               "publishing time; cpu% over the step (100 = one core)")
         print()
-        for consumer in ("bare", "ingest"):
+        for consumer in args.consumers:
             if any(s.consumer == consumer for s in steps):
                 print(summary(steps, consumer, args.seconds))
+        print()
+        for consumer in args.consumers:
+            print(f"{consumer:<8} {VARIANTS[consumer].about}")
+        print(ratios(steps, args.consumers))
         if args.quick:
             print("(--quick: 2 s steps make the verdicts coarse; a smoke test, not a figure)")
     return 0 if ok else 1

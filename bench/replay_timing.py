@@ -8,6 +8,10 @@ figure (publish call returned vs due) is printed beside it.
 
     .venv/bin/python bench/replay_timing.py            # 20k messages, 60 s at 1x
     .venv/bin/python bench/replay_timing.py --quick    # 5k messages, 15 s at 1x
+    .venv/bin/python bench/replay_timing.py --like storm.screc   # the storm's own timing
+
+``--like`` takes the arrival times of a real recording (``bench/storm_recording.py`` makes
+the storm: 144,000 readings in 100 s), so the schedule has its bursts and gaps.
 """
 
 from __future__ import annotations
@@ -28,29 +32,35 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pahopub import publish_all  # bench/pahopub.py, beside this file
+
 from launcher.servers import Mosquitto, find_binary, start_with_retry
-from recorder import Header, Record, RecordingWriter, Replayer, ReplayOptions
+from recorder import Header, Record, RecordingReader, RecordingWriter, Replayer, ReplayOptions
 from smartcity.models import format_ts
 from smartcity.settings import MqttSettings
 
 ROOT = "bench"
 
 
-def synthesise(path: Path, count: int, span_s: float, seed: int = 7) -> list[int]:
-    """A recording of ``count`` readings from 200 devices over ``span_s``; the offsets (ns)."""
+def synthesise(path: Path, count: int, span_s: float, seed: int = 7,
+               offsets: list[int] | None = None) -> tuple[list[int], list[tuple[str, bytes]]]:
+    """A recording of ``count`` readings from 200 devices over ``span_s`` (or at the given
+    ``offsets``, ns from the first); the offsets (ns) and the messages."""
     rng = random.Random(seed)
     start = time.time_ns() - 86_400 * 10**9
-    offsets = sorted(rng.randrange(0, int(span_s * 1e9)) for _ in range(count - 1))
-    offsets = [0, *offsets]
+    if offsets is None:
+        offsets = sorted(rng.randrange(0, int(span_s * 1e9)) for _ in range(count - 1))
+        offsets = [0, *offsets]
+    messages = []
     with RecordingWriter(path, Header(started_ns=start, root=ROOT), overwrite=True,
                          fsync=False) as w:
         for seq, off in enumerate(offsets):
             t = start + off
             body = {"ts": format_ts(t // 1_000_000), "seq": seq,
                     "water_level_cm": round(rng.uniform(0, 80), 1)}
-            w.add(Record(t, f"{ROOT}/flood/f{seq % 200}/telemetry", orjson.dumps(body), 1),
-                  now=0.0)
-    return offsets
+            messages.append((f"{ROOT}/flood/f{seq % 200}/telemetry", orjson.dumps(body)))
+            w.add(Record(t, *messages[-1], 1), now=0.0)
+    return offsets, messages
 
 
 class Subscriber:
@@ -134,6 +144,20 @@ def run(broker: Mosquitto, path: Path, offsets: list[int], speed: float | None,
     return out
 
 
+def run_paho(broker: Mosquitto, path: Path, messages: list[tuple[str, bytes]]
+             ) -> dict[str, float]:
+    """The same messages from a bare paho QoS 1 publisher (bench/pahopub.py)."""
+    sub = Subscriber(broker, path.with_suffix(".paho-arrivals"))
+    seconds, cpu = publish_all(broker.port, messages)
+    got = sub.arrivals(len(messages), timeout=30)
+    span_s = (got[-1][0] - got[0][0]) / 1e9 if len(got) > 1 else 0.0
+    seqs = [s for _, s in got]
+    return {"rate": len(got) / span_s if span_s else 0.0, "acked_rate": len(messages) / seconds,
+            "received": len(got), "cpu": cpu / seconds,
+            "in_order": float(seqs == sorted(seqs)),
+            "complete": float(sorted(seqs) == list(range(len(messages))))}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -142,21 +166,42 @@ def main() -> int:
     parser.add_argument("--span", type=float, default=None, help="seconds at 1x")
     parser.add_argument("--spin-ms", type=float, default=None,
                         help="busy-wait this long before each due time (default: the replayer's)")
-    parser.add_argument("--speeds", default="1,10,max", help="comma-separated (default: 1,10,max)")
+    parser.add_argument("--speeds", default="1,10,paho,max",
+                        help="comma-separated; paho: the same messages from a bare paho QoS 1 "
+                             "publisher, the yardstick for max (default: 1,10,paho,max)")
+    parser.add_argument("--like", type=Path, default=None, metavar="RECORDING",
+                        help="the arrival times of this recording instead of a Poisson stream")
     args = parser.parse_args()
     count = args.messages or (5_000 if args.quick else 20_000)
     span = args.span or (15.0 if args.quick else 60.0)
+    like = None
+    if args.like is not None:
+        with RecordingReader(args.like) as reader:
+            arrivals = [r.arrival_ns for r in reader]
+        like = [a - arrivals[0] for a in arrivals]
+        count, span = len(like), like[-1] / 1e9
     with tempfile.TemporaryDirectory(prefix="replay-bench-") as tmp:
         broker = start_with_retry(Mosquitto, Path(tmp) / "mosquitto")
         assert isinstance(broker, Mosquitto)
         try:
             path = Path(tmp) / "bench.screc"
-            offsets = synthesise(path, count, span)
+            offsets, messages = synthesise(path, count, span, offsets=like)
             print(f"recording: {count} messages over {span:.0f}s at 1x "
                   f"({count / span:.0f} msg/s), {path.stat().st_size // 1024} KiB; "
                   f"{os.cpu_count()} CPUs, load average {_load()}")
             failed = False
+            paho_rate = None
             for text in args.speeds.split(","):
+                if text == "paho":
+                    r = run_paho(broker, path, messages)
+                    paho_rate = r["rate"]
+                    ok = r["complete"] == 1.0 and r["in_order"] == 1.0
+                    failed |= not ok
+                    print(f"paho: {r['rate']:8.0f} msg/s at the subscriber ({r['acked_rate']:.0f}"
+                          f" msg/s acknowledged, publisher CPU {r['cpu']:.0%}); "
+                          f"{int(r['received'])}/{count} received"
+                          f"{'' if ok else ', MESSAGES LOST OR OUT OF ORDER'}")
+                    continue
                 speed = None if text == "max" else float(text)
                 r = run(broker, path, offsets, speed, args.spin_ms)
                 ok = r["complete"] == 1.0 and r["in_order"] == 1.0
@@ -165,8 +210,10 @@ def main() -> int:
                          f"{'in order' if r['in_order'] else 'OUT OF ORDER'}"
                          f"{'' if ok else ', MESSAGES LOST'}")
                 if speed is None:
+                    ratio = f", {r['rate'] / paho_rate:.2f}x paho" if paho_rate else ""
                     print(f"max : {r['rate']:8.0f} msg/s at the subscriber "
-                          f"({r['replayer_rate']:.0f} msg/s acknowledged); {check}")
+                          f"({r['replayer_rate']:.0f} msg/s acknowledged, replayer CPU "
+                          f"{r['cpu']:.0%}{ratio}); {check}")
                 else:
                     print(f"{speed:3g}x: error at the subscriber p50 {r['p50']:.2f} ms, "
                           f"p99 {r['p99']:.2f} ms, max {r['max']:.2f} ms (min {r['min']:.2f}); "

@@ -14,6 +14,8 @@ Figures, per scale:
   publish/s   readings published and acknowledged (QoS 1) per second, connections excluded
   received/s  readings the subscriber got per second, from its first to its last
   lost        readings published but never received (should be 0)
+  paho pub/s  the same number of readings from a bare paho QoS 1 publisher (one connection,
+              bench/pahopub.py), measured right before; vs paho: publish/s as its ratio
 
 Run ``.venv/bin/python bench/simulate_rate.py`` (about a minute) or ``--quick``.
 """
@@ -33,6 +35,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pahopub import publish_all  # bench/pahopub.py, beside this file
 
 from launcher.servers import Mosquitto, start_with_retry
 from simulators import runner
@@ -118,6 +122,27 @@ def measure(broker: Mosquitto, scale: int, messages: int) -> dict[str, float]:
     }
 
 
+def measure_paho(broker: Mosquitto, messages: int) -> dict[str, float]:
+    """The yardstick: the same number of readings of the city's devices from a bare paho QoS 1
+    publisher (bench/pahopub.py), counted by the same subscriber."""
+    root = "bench-paho"
+    devices = load_city().registry()
+    body = b'{"ts": 1780000000000, "seq": 1, "battery_pct": 50.0}'
+    batch = [(f"{root}/{d.domain.value}/{d.device_id}/telemetry", body) for d in devices]
+    sent = (batch * (messages // len(batch) + 1))[:messages]
+    ready_r, ready_w = mp.Pipe(duplex=False)
+    out_r, out_w = mp.Pipe(duplex=False)
+    sub = mp.Process(target=count, args=(broker.url, root, messages, ready_w, out_w))
+    sub.start()
+    ready_r.recv()
+    seconds, cpu = publish_all(broker.port, sent)
+    received, first, last = out_r.recv()
+    sub.join(10)
+    return {"publish_rate": messages / seconds, "cpu": cpu / seconds,
+            "receive_rate": received / (last - first) if last > first else 0.0,
+            "lost": messages - received}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -137,13 +162,17 @@ def main() -> int:
         broker = start_with_retry(Mosquitto, Path(tmp) / "mosquitto")
         assert isinstance(broker, Mosquitto)
         try:
+            # The yardstick is measured right before each scale: the load of a shared
+            # machine drifts, the ratio of two back-to-back figures much less.
             print(f"{'scale':>6} {'devices':>8} {'connect s':>10} {'publish/s':>10} "
-                  f"{'received/s':>11} {'lost':>6}")
+                  f"{'received/s':>11} {'lost':>6} {'paho pub/s':>11} {'vs paho':>8}")
             for scale in scales:
+                paho = measure_paho(broker, messages)
                 r = measure(broker, scale, messages)
                 print(f"{scale:>6} {r['devices']:>8.0f} {r['connect_s']:>10.2f} "
                       f"{r['publish_rate']:>10.0f} {r['receive_rate']:>11.0f} "
-                      f"{r['lost']:>6.0f}", flush=True)
+                      f"{r['lost']:>6.0f} {paho['publish_rate']:>11.0f} "
+                      f"{r['publish_rate'] / paho['publish_rate']:>7.2f}x", flush=True)
         finally:
             broker.stop()
     return 0

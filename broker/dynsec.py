@@ -34,7 +34,15 @@ from broker.mqtt import connect, new_client
 from smartcity.errors import ContractError, FieldProblem
 from smartcity.ids import check_id
 from smartcity.settings import MqttSettings
-from smartcity.topics import DEFAULT_ROOT, Domain, TopicFilter, check_domain, check_root
+from smartcity.topics import (
+    DEFAULT_ROOT,
+    Domain,
+    TopicFilter,
+    check_domain,
+    check_root,
+    native_filter,
+    native_prefix,
+)
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = f"{CONTROL_TOPIC}/response"
@@ -145,12 +153,16 @@ def device_rolename(device_id: str) -> str:
 
 
 def device_role(device_id: str, domain: Domain | str, root: str = DEFAULT_ROOT) -> Role:
-    """An exhibitor device: publishes its readings (also one metric a topic) and its retained
-    status, which is also its last will; reads its own errors. Nothing else."""
+    """An exhibitor device: publishes its readings (also one metric a topic), its retained
+    status, which is also its last will, and anything under its own prefix ``{root}/dev/{id}/``
+    (where Tasmota, Shelly, zigbee2mqtt and ESPHome publish; ingest reads them through the
+    device's format and reports a wrong sub-topic itself); reads its own errors. Nothing
+    else."""
     base = f"{check_root(root)}/{check_domain(str(domain)).value}/{check_id(device_id)}"
     errors = f"{root}/devices/{device_id}/errors"
     return Role(rolename=device_rolename(device_id), textname=f"exhibitor device {device_id}",
-                acls=(*_send(f"{base}/telemetry", f"{base}/telemetry/+", f"{base}/status"),
+                acls=(*_send(f"{base}/telemetry", f"{base}/telemetry/+", f"{base}/status",
+                             f"{native_prefix(device_id, root)}/#"),
                       Acl(acltype=AclType.SUBSCRIBE_LITERAL, topic=errors),
                       Acl(acltype=AclType.PUBLISH_RECEIVE, topic=errors)))
 
@@ -163,12 +175,13 @@ def service_roles(root: str = DEFAULT_ROOT) -> dict[str, Role]:
     """The role of each service account (and ``admin``, which manages accounts), by name."""
     r = check_root(root)
     telemetry = (f"{r}/+/+/telemetry", f"{r}/+/+/telemetry/+")
+    native = str(native_filter(r))  # exhibitor devices' own topics
     status, profiles, everything = f"{r}/+/+/status", f"{r}/devices/+/profile", f"{r}/#"
     acls: dict[str, tuple[list[Acl], str]] = {
         # ingest: readings (one shared-subscription group of workers), profiles; error reports
-        "ingest": (_read(*_shared("ingest", *telemetry), profiles)
+        "ingest": (_read(*_shared("ingest", *telemetry, native), profiles)
                    + _send(f"{r}/devices/+/errors"), "ingest: store readings, report errors"),
-        "rules": (_read(*_shared("rules", *telemetry), status, profiles)
+        "rules": (_read(*_shared("rules", *telemetry, native), status, profiles)
                   + _send(f"{r}/alerts/#"), "rules: raise alerts from readings"),
         # api: follows everything for the screens; control commands, profiles of registered
         # devices, and replays of recordings (readings, statuses, alerts)

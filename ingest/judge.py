@@ -10,8 +10,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from smartcity.codec import decode_message
+from ingest.fastdecode import FastDecoder
 from smartcity.errors import ContractError, FieldProblem, MqttReasonCode, Reason, reason_code
+from smartcity.formats.decoding import decode_device_message
 from smartcity.registry import Registry
 from smartcity.topics import device_id_from_topic
 from storage.lineprotocol import LineFormatter, LineProtocolError
@@ -34,7 +35,9 @@ class Rejection:
 class Accepted:
     device_id: str
     seq: int | None  # None for formats without a message counter (SenML, single values)
-    line: str  # one point per reading, joined by newlines (a SenML pack may hold several)
+    # one point per reading, joined by newlines (a SenML pack may hold several); None for a
+    # message that holds no readings (Tasmota's STATE, a SenML pack of voltages)
+    line: str | None
     points: int = 1
 
 
@@ -43,7 +46,13 @@ class Judge:
     registry: Registry
     root: str
     max_payload_bytes: int
+    fast: bool = True  # well-formed JSON readings skip the pydantic models (same verdicts)
     _format: LineFormatter = field(default_factory=LineFormatter)
+    _fast: FastDecoder | None = None
+
+    def __post_init__(self) -> None:
+        if self.fast:
+            self._fast = FastDecoder(self.root)
 
     def __call__(self, topic: str, payload: bytes, now_ms: int | None = None
                  ) -> Accepted | Rejection:
@@ -53,10 +62,15 @@ class Judge:
                 "payload", f"{len(payload)} bytes exceeds the limit of {self.max_payload_bytes}")])
         if now_ms is None:
             now_ms = int(time.time() * 1000)
-        try:
-            readings = decode_message(topic, payload, self.root, now_ms=now_ms)
-        except ContractError as e:
-            return self._reject(topic, payload, e.reason, e.problems)
+        readings = self._fast(topic, payload) if self._fast is not None else None
+        if readings is None:
+            try:
+                readings = decode_device_message(topic, payload, self.registry, self.root,
+                                                 now_ms=now_ms).readings
+            except ContractError as e:
+                return self._reject(topic, payload, e.reason, e.problems)
+            if not readings:  # a message of the device's format that holds no readings
+                return Accepted(device_id_from_topic(topic, self.root) or "", None, None, 0)
         first = readings[0]
         device = self.registry.get(first.device_id)
         if device is None:

@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,16 +23,25 @@ from paho.mqtt.properties import Properties
 
 from broker.mqtt import Session, Subscription, new_client, start
 from broker.registrysync import take_profile, wait_for_registry
+from ingest import brokerlog
+from ingest.brokerlog import BrokerLogWatcher, Refused
 from ingest.judge import Accepted, Judge, Rejection
 from ingest.stats import Stats
 from smartcity import logs
 from smartcity.city import load_city
 from smartcity.codec import dump
+from smartcity.errors import Reason
 from smartcity.models import DeviceError, ProblemOut, format_ts
 from smartcity.profiles import Change
 from smartcity.registry import Registry
 from smartcity.settings import IngestSettings
-from smartcity.topics import errors_topic, profile_filter, telemetry_filter, value_filter
+from smartcity.topics import (
+    errors_topic,
+    native_filter,
+    profile_filter,
+    telemetry_filter,
+    value_filter,
+)
 from storage.influx import InfluxClient, InfluxError
 from storage.lineprotocol import LineProtocolError, point_line, rejection_line
 from storage.outbox import Outbox
@@ -78,10 +88,15 @@ class ReportLimiter:
 
 
 class IngestService:
+    # The MQTT edge reads the device registry before its session connects (ingest.edge does,
+    # on every reconnect); otherwise start() reads it first (broker.registrysync).
+    reads_registry_itself = False
+
     def __init__(self, settings: IngestSettings, registry: Registry) -> None:
         self.settings = settings
         self.stats = Stats()
-        self.judge = Judge(registry, settings.mqtt.root, settings.max_payload_bytes)
+        self.judge = Judge(registry, settings.mqtt.root, settings.max_payload_bytes,
+                           fast=settings.fast_validation)
         # Short timeouts: a hung InfluxDB sends batches to the spool within seconds, and the
         # stats points (their own client, their own thread) never wait on the writer's.
         short = settings.influx.model_copy(update={"timeout_s": settings.write_timeout_s})
@@ -105,11 +120,19 @@ class IngestService:
         self.profiles = profile_filter(root)
         self.profile_changes = 0  # exhibitor devices added, updated or removed at run time
         self._last_rejection_ms: dict[str, int] = {}
+        self.telemetry_filters = (telemetry_filter(root, group), value_filter(root, group),
+                                  native_filter(root, group))
+        self.subscribed = self._make_edge()
+        self.broker_log = (BrokerLogWatcher(settings.broker_log, self._broker_refused)
+                           if settings.broker_log else None)
+
+    def _make_edge(self) -> threading.Event:
+        """The MQTT connection (paho here); returns the event set once subscribed."""
+        s = self.settings
         # Profiles are not shared: every ingest worker needs every device.
-        self.session = Subscription(settings.mqtt, telemetry_filter(root, group),
-                                    value_filter(root, group), self.profiles)
-        self.subscribed = self.session.subscribed
+        self.session = Subscription(s.mqtt, *self.telemetry_filters, self.profiles)
         self.client = self._make_client()
+        return self.session.subscribed
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
@@ -131,19 +154,22 @@ class IngestService:
         self._stats_thread.start()
         # Not one reading judged before every exhibitor device is known: a reading of a
         # device not yet known would be refused and acknowledged, that is lost.
-        if not wait_for_registry(s.mqtt, self.registry, "ingest", stop or threading.Event()):
+        if not self.reads_registry_itself and \
+                not wait_for_registry(s.mqtt, self.registry, "ingest", stop or threading.Event()):
             return False
-        start(self.client, s.mqtt, Session(s.session_expiry_s, s.receive_maximum))
+        self._start_edge()
+        if self.broker_log is not None:
+            self.broker_log.start()
         return True
 
     def stop(self) -> None:
         """Store and acknowledge what has arrived, then leave; the session stays with the broker,
         which keeps queueing for us until we return (or the session expires)."""
-        self.session.accepting = False
+        self._stop_accepting()
+        if self.broker_log is not None:
+            self.broker_log.stop()
         self.writer.stop()
-        # paho sends queued packets in order, so the acks leave before the DISCONNECT.
-        self.client.disconnect()
-        self.client.loop_stop()
+        self._stop_edge()
         self._stop_stats.set()
         self._stats_thread.join(5)
         self._beat_thread.join(5)
@@ -152,19 +178,39 @@ class IngestService:
         self._stats_influx.close()
         log.info("stopped: %s", self.stats.snapshot())
 
+    def _start_edge(self) -> None:
+        s = self.settings
+        start(self.client, s.mqtt, Session(s.session_expiry_s, s.receive_maximum))
+
+    def _stop_accepting(self) -> None:
+        self.session.accepting = False
+
+    def _stop_edge(self) -> None:
+        # paho sends queued packets in order, so the acks leave before the DISCONNECT.
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _connected(self) -> bool:
+        return self.client.is_connected()
+
     # -- MQTT callbacks (network thread) ---------------------------------------------------
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if not self.session.accepting:
             return  # not acknowledged: the broker redelivers it to the next ingest
         if msg.topic.endswith("/profile") and self.profiles.matches(msg.topic):
-            self._on_profile(msg)
+            self._apply_profile(msg.topic, bytes(msg.payload))
+            self.session.ack(self.client, msg.mid, msg.qos, self.session.generation)
             return
+        self._take(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self.session.generation)
+
+    def _take(self, topic: str, payload: bytes, mid: int, qos: int, generation: int) -> None:
+        """Judge one telemetry message and hand it to the writer (on the network thread)."""
         self.stats.received += 1
         line, points = None, 0
         try:
             now_ms = int(time.time() * 1000)
-            verdict = self.judge(msg.topic, bytes(msg.payload), now_ms)
+            verdict = self.judge(topic, payload, now_ms)
             if isinstance(verdict, Accepted):
                 self.stats.accepted += 1
                 if verdict.seq is not None:
@@ -175,18 +221,16 @@ class IngestService:
         except Exception:  # one bad message must never stop ingest
             self.stats.rejected += 1
             self.stats.rejected_by_reason["internal error"] += 1
-            log.exception("could not process a message on %s: %s", msg.topic,
-                          logs.truncate(bytes(msg.payload)))
-        self.writer.submit(Item(line, msg.mid, msg.qos, self.session.generation, points))
+            log.exception("could not process a message on %s: %s", topic,
+                          logs.truncate(payload))
+        self.writer.submit(Item(line, mid, qos, generation, points))
 
-    def _on_profile(self, msg: mqtt.MQTTMessage) -> None:
+    def _apply_profile(self, topic: str, payload: bytes) -> None:
         """An exhibitor device registered, changed or removed: applied before the next message
         is judged, and acknowledged at once (a profile is state, not a reading to store)."""
-        change = take_profile(self.registry, msg.topic, bytes(msg.payload),
-                              self.settings.mqtt.root)
+        change = take_profile(self.registry, topic, payload, self.settings.mqtt.root)
         if change in (Change.ADDED, Change.UPDATED, Change.REMOVED):
             self.profile_changes += 1
-        self.session.ack(self.client, msg.mid, msg.qos, self.session.generation)
 
     def _reject(self, r: Rejection, now_ms: int) -> str | None:
         """Count, log, report to the device and return the ``device_rejections`` line to store
@@ -208,15 +252,9 @@ class IngestService:
             reason_code_name=code.spec_name,
             errors=[ProblemOut(field=p.field, message=p.message) for p in r.problems],
             payload=logs.truncate(r.payload, 300), suppressed=suppressed)
-        # PUBLISH has no Reason String of its own: user properties carry the code and reason.
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.PayloadFormatIndicator = 1
-        props.ContentType = "application/json"
-        props.UserProperty = [("reason-code", str(int(code))),
-                              ("reason-code-name", code.spec_name),
-                              ("reason-string", str(r.reason))]
-        self.client.publish(str(errors_topic(r.device_id, self.settings.mqtt.root)),
-                            dump(report), qos=1, properties=props)
+        self._report(str(errors_topic(r.device_id, self.settings.mqtt.root)), dump(report),
+                     [("reason-code", str(int(code))), ("reason-code-name", code.spec_name),
+                      ("reason-string", str(r.reason))])
         # One point per rejection: a later one in the same millisecond must not overwrite it.
         ts_ms = max(now_ms, self._last_rejection_ms.get(r.device_id, 0) + 1)
         if len(self._last_rejection_ms) > 100_000:
@@ -225,6 +263,29 @@ class IngestService:
         device = self.judge.registry.get(r.device_id)
         return rejection_line(r.device_id, r.reason, code, r.topic, detail, r.payload,
                               suppressed, ts_ms, device.source if device else None)
+
+    def _broker_refused(self, refused: Refused) -> None:
+        """A publish the broker refused to a device (its log's thread): reported and stored
+        like a message ingest refused itself."""
+        device = self.registry.get(refused.device_id)
+        if device is None:
+            return
+        root = self.settings.mqtt.root
+        rejection = Rejection(refused.topic, refused.device_id, Reason.BROKER_REFUSED,
+                              brokerlog.problems(device, refused, root), b"")
+        line = self._reject(rejection, int(time.time() * 1000))
+        if line is not None:
+            # Nothing to acknowledge (QoS 0): the broker never delivered the message.
+            self.writer.submit(Item(line, 0, 0, 0, 0))
+
+    def _report(self, topic: str, body: bytes, user: list[tuple[str, str]]) -> None:
+        """Publish a JSON report at QoS 1. PUBLISH has no Reason String of its own: user
+        properties carry the code and reason."""
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.PayloadFormatIndicator = 1
+        props.ContentType = "application/json"
+        props.UserProperty = user
+        self.client.publish(topic, body, qos=1, properties=props)
 
     # -- writer thread -----------------------------------------------------------------------
 
@@ -259,7 +320,7 @@ class IngestService:
         """A file the container healthcheck reads: fresh while the stats loop turns, and saying
         whether the broker link is up."""
         body = {"ts": format_ts(int(time.time() * 1000)),
-                "connected": self.client.is_connected(), "subscribed": self.subscribed.is_set(),
+                "connected": self._connected(), "subscribed": self.subscribed.is_set(),
                 "queue": self.writer.qsize(),
                 **self.stats.snapshot()}
         tmp = self.heartbeat_path.with_suffix(".tmp")
@@ -281,10 +342,13 @@ class IngestService:
             log.error("ingest stats cannot be stored: %s", e)
 
 
-def main(settings: IngestSettings) -> int:
+def main(settings: IngestSettings,
+         make: Callable[[IngestSettings, Registry], IngestService] = IngestService) -> int:
+    """Run until SIGINT or SIGTERM; ``make`` builds the service (the launcher passes
+    :func:`ingest.edgeservice.make_service`, which picks the MQTT edge)."""
     logs.setup("ingest", settings.log_level)
     registry = load_city(settings.city_file, scale=settings.scale).registry()
-    service = IngestService(settings, registry)
+    service = make(settings, registry)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

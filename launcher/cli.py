@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from smartcity.control import Clock
 from smartcity.errors import ContractError
 
 ENVIRONMENT_HELP = """\
@@ -77,7 +78,8 @@ def _simulate(args: argparse.Namespace) -> int:
         raise ContractError(f"SMARTCITY_SIM_SPEED: {e}") from None
     return main(settings, duration_s=args.duration,
                 start=args.start if args.start is not None else settings.start,
-                speed=speed, scenario=args.scenario or settings.scenario, scale=settings.scale)
+                speed=speed, scenario=args.scenario or settings.scenario, scale=settings.scale,
+                clock=None if args.clock is None else Clock(args.clock))
 
 
 def _scenarios(args: argparse.Namespace) -> int:
@@ -90,17 +92,32 @@ def _scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def workers_arg(value: str) -> int:
+    n = int(value)
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError("must be between 1 and 64")
+    return n
+
+
 def _ingest(args: argparse.Namespace) -> int:
+    from ingest.edgeservice import make_service
     from ingest.service import main
     from smartcity.settings import IngestSettings
 
-    return main(IngestSettings())
+    return main(IngestSettings(), make_service)
 
 
 def _rules(args: argparse.Namespace) -> int:
+    if args.rehearse is not None:
+        from rules.rehearsal import rehearse_main
+
+        return rehearse_main(args.rehearse, args.rules, args.compare)
     from rules.service import main
     from rules.settings import RulesSettings
 
+    if args.compare is not None:
+        print("smartcity rules: --compare goes with --rehearse", file=sys.stderr)
+        return 2
     return main(RulesSettings(**({"rules_file": args.rules} if args.rules else {})))
 
 
@@ -195,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="simulated time factor, e.g. 60 or max (SMARTCITY_SIM_SPEED)")
     up.add_argument("--scale", type=int, default=None,
                     help="copies of every device, for load work (SMARTCITY_SCALE)")
+    up.add_argument("--ingest-workers", type=workers_arg, default=1, metavar="N",
+                    help="ingest processes sharing the stream (one MQTT share group), each "
+                         "with its own persistent session (default: 1)")
 
     from simulators.clock import duration_arg, speed_arg, start_arg
 
@@ -212,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "stopped)")
     sim.add_argument("--scenario", default=None,
                      help="built-in scenario name (smartcity scenarios list) or a file")
+    sim.add_argument("--clock", choices=[c.value for c in Clock], default=None,
+                     help="exhibit: readings carry the wall-clock time while a scenario's "
+                          "story plays compressed; engineer: readings carry the simulated "
+                          "time (byte-identical with --seed). Default: engineer with "
+                          "--start or a seed, else exhibit")
     sim.add_argument("--scale", type=int, default=None,
                      help="copies of every device, for load work (give ingest, rules and api "
                           "the same SMARTCITY_SCALE)")
@@ -237,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  "readings")
     rules.add_argument("--rules", type=Path, default=None,
                        help="rule file (TOML; default: the built-in HCMC rules)")
+    rules.add_argument("--rehearse", type=Path, default=None, metavar="RECORDING",
+                       help="run the rules over a recording as fast as possible (no broker, "
+                            "no database) and print the alert timeline")
+    rules.add_argument("--compare", type=Path, default=None, metavar="OTHER_RULES",
+                       help="with --rehearse: show what this rule file adds, drops or moves")
 
     from recorder.commands import add_record_arguments, add_replay_arguments
 

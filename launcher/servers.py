@@ -182,6 +182,10 @@ class Mosquitto(ManagedServer):
     name: ClassVar[str] = "mosquitto"
     extra_config: str = ""
     dynsec_config: Path | None = None
+    # With it, the broker logs every event (log_type all) to this file instead of stdout, for
+    # ingest to read the publishes it refused to devices (ingest/brokerlog.py), and ingest
+    # keeps the file's size bounded.
+    event_log: Path | None = None
 
     @property
     def config_path(self) -> Path:
@@ -209,7 +213,8 @@ class Mosquitto(ManagedServer):
             # 'mosquitto' user and lose write access to our data directory.
             f"user {pwd.getpwuid(os.getuid()).pw_name}",
             f"persistence_location {data}/",
-            "log_dest stdout",
+            *(["log_dest stdout"] if self.event_log is None
+              else [f"log_dest file {self.event_log.resolve()}", "log_type all"]),
             self.extra_config,
         ]
         shared = [p.read_text() for p in sorted(BROKER_CONF_D.glob("*.conf"))]

@@ -45,7 +45,7 @@ from launcher.supervisor import (
     http_probe,
 )
 from smartcity import logs
-from smartcity.settings import ApiSettings, CommonSettings, InfluxSettings
+from smartcity.settings import ApiSettings, CommonSettings, InfluxSettings, IngestSettings
 from storage.influx import InfluxClient, InfluxError
 
 log = logging.getLogger("smartcity.up")
@@ -101,6 +101,15 @@ def service_env(env: Mapping[str, str], name: str, accounts: BrokerAccounts | No
     if accounts is not None and name in SERVICE_ACCOUNTS:
         child["SMARTCITY_MQTT_URL"] = accounts.url(SERVICE_ACCOUNTS[name], port)
     return child
+
+
+def ingest_worker_envs(env: Mapping[str, str], workers: int) -> list[dict[str, str]]:
+    """Each ingest worker's environment: one share group, and a client id of its own that is
+    the same on every start (the broker keeps each worker's session and queue under it). The
+    first worker keeps the plain id, so a city that grows from one worker keeps its session."""
+    base = env.get("SMARTCITY_INGEST_CLIENT_ID") or IngestSettings.model_fields["client_id"].default
+    return [dict(env, SMARTCITY_INGEST_CLIENT_ID=base if k == 1 else f"{base}-{k}")
+            for k in range(1, workers + 1)]
 
 
 def without_password(url: str) -> str:
@@ -171,7 +180,10 @@ def main(args: argparse.Namespace) -> int:
     # One ingest worker subscribes plainly, not through a shared subscription: Mosquitto 2.0
     # does not restore shared subscriptions from its persistence file, so after a broker
     # restart the readings published before the worker is back would have no subscriber.
-    env.setdefault("SMARTCITY_INGEST_SHARE_GROUP", "")
+    # Several workers must share (README, "What survives a crash").
+    workers = getattr(args, "ingest_workers", 1)
+    if workers == 1:
+        env.setdefault("SMARTCITY_INGEST_SHARE_GROUP", "")
     # Beat often enough that a hang is told from a slow beat well inside hang_after_s.
     env.setdefault("SMARTCITY_RULES_HEARTBEAT_INTERVAL_S",
                    str(min(10.0, supervision.hang_after_s / 4)))
@@ -185,14 +197,19 @@ def main(args: argparse.Namespace) -> int:
         if own_broker:
             if not anonymous:
                 accounts = prepare_broker_accounts(data_dir / BROKER_DIR, common.mqtt.root)
+            # The secured broker's log tells ingest which publishes it refused to devices.
+            events = data_dir / "mosquitto" / "events.log" if accounts else None
             broker = Mosquitto(workdir=data_dir / "mosquitto", port=args.mqtt_port,
-                               dynsec_config=accounts.dynsec_file if accounts else None).start()
+                               dynsec_config=accounts.dynsec_file if accounts else None,
+                               event_log=events).start()
+            if events is not None:
+                env["SMARTCITY_INGEST_BROKER_LOG"] = str(events)
             servers.append(broker)
             log.info("started %s (pid %d)", broker.name, broker.proc.pid if broker.proc else 0)
             env["SMARTCITY_MQTT_URL"] = broker.url
             # The api issues device accounts on the secured broker, none on the anonymous one.
             env["SMARTCITY_API_DEVICE_ACCOUNTS"] = "none" if anonymous else "dynsec"
-            log.info("Mosquitto on %s (log %s)", broker.url, broker.log_path)
+            log.info("Mosquitto on %s (log %s)", broker.url, broker.event_log or broker.log_path)
         if own_influx:
             influxd = Influxd(workdir=data_dir / "influxdb", port=args.influx_port).start()
             servers.append(influxd)
@@ -205,10 +222,12 @@ def main(args: argparse.Namespace) -> int:
 
         started = time.time()
         for name in ("ingest", "rules", "api") + (() if args.no_simulators else ("simulate",)):
-            child = ServiceChild(SERVICE_NAMES[name], name,
-                                 service_env(env, name, accounts, args.mqtt_port))
-            child.start()
-            services.append(child)
+            child_env = service_env(env, name, accounts, args.mqtt_port)
+            envs = ingest_worker_envs(child_env, workers) if name == "ingest" else [child_env]
+            for k, one in enumerate(envs, 1):
+                child = ServiceChild(SERVICE_NAMES[name] + (f"-{k}" if k > 1 else ""), name, one)
+                child.start()
+                services.append(child)
         host = api.host if api.host not in ("0.0.0.0", "::") else "127.0.0.1"
         api_url = f"http://{host}:{api_port}"
         if not wait_ready(f"{api_url}/healthz", 30, services):
@@ -224,6 +243,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"""
 smartcity is up
   board      {api_url}/board   (the visitors' live city map)
+  exhibitors {api_url}/exhibitors   (the desk: register devices; log in with the admin token)
   api        {api_url}   (docs {api_url}/docs, readiness {api_url}/readyz)
 {broker_summary}  influxdb   {influx.url}   (database {influx.db})
   data       {data_dir}
@@ -234,7 +254,7 @@ Ctrl-C stops everything.
             supervisor.add(ServerChild(server, server.proc),
                            server_probe(server, supervision.hang_after_s), started=True)
         for child in services:
-            supervisor.add(child, service_probe(child.name, env, data_dir, api_url),
+            supervisor.add(child, service_probe(child.command, child.env, data_dir, api_url),
                            started=True)
         supervisor.run(stop)
     except (ServerError, AccountsError) as e:
@@ -265,14 +285,16 @@ def server_probe(server: ManagedServer, hang_after_s: float) -> Probe:
         else http_probe(f"http://127.0.0.1:{server.port}/")
 
 
-def service_probe(name: str, env: Mapping[str, str], data_dir: Path, api_url: str) -> Probe:
-    """Each service's sign of life: the api answers /healthz, the others beat a file."""
-    if name == "api":
+def service_probe(command: str, env: Mapping[str, str], data_dir: Path,
+                  api_url: str) -> Probe:
+    """Each service's sign of life: the api answers /healthz, the others beat a file (an
+    ingest worker's is under its own client id)."""
+    if command == "api":
         return http_probe(f"{api_url}/healthz")
-    if name == "simulators":
+    if command == "simulate":
         return heartbeat_probe(data_dir / "simulators" / "heartbeat.json")
-    client_id = env.get(f"SMARTCITY_{name.upper()}_CLIENT_ID", f"smartcity-{name}")
-    return heartbeat_probe(data_dir / name / client_id / "heartbeat.json")
+    client_id = env.get(f"SMARTCITY_{command.upper()}_CLIENT_ID") or f"smartcity-{command}"
+    return heartbeat_probe(data_dir / command / client_id / "heartbeat.json")
 
 
 def ensure_database(settings: InfluxSettings, created_by_us: bool) -> None:

@@ -14,15 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from recorder.backfill import BackfillResult, backfill
-    from recorder.fileformat import (
-        Header,
-        Record,
-        RecordingError,
-        RecordingReader,
-        RecordingWriter,
-        Summary,
-        read_all,
-    )
+    from recorder.fileformat import Header, Record, RecordingError, RecordingWriter
+    from recorder.reading import Damage, RecordingReader, Summary, read_all
     from recorder.rebase import rebase_payload
     from recorder.record import Recorder, RecordError, RecordOptions, RecordStats, record
     from recorder.replay import Replayer, ReplayOptions, ReplayStatus
@@ -30,8 +23,8 @@ if TYPE_CHECKING:
 
 _MODULES = {
     "recorder.backfill": ("BackfillResult", "backfill"),
-    "recorder.fileformat": ("Header", "Record", "RecordingError", "RecordingReader",
-                            "RecordingWriter", "Summary", "read_all"),
+    "recorder.fileformat": ("Header", "Record", "RecordingError", "RecordingWriter"),
+    "recorder.reading": ("Damage", "RecordingReader", "Summary", "read_all"),
     "recorder.rebase": ("rebase_payload",),
     "recorder.record": ("RecordError", "RecordOptions", "RecordStats", "Recorder", "record"),
     "recorder.replay": ("ReplayOptions", "ReplayStatus", "Replayer"),
@@ -41,6 +34,7 @@ _WHERE = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
     "BackfillResult",
+    "Damage",
     "Header",
     "Record",
     "RecordError",

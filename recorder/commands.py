@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -12,8 +13,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from pydantic import ValidationError
+
 # Only what building the parser needs: `smartcity --help` should not import paho.
-from recorder.fileformat import RecordingError, RecordingReader
+from recorder.fileformat import RecordingError
+from recorder.reading import RecordingReader
 from recorder.selection import Remap, Selection, TimePoint
 from smartcity import logs
 from smartcity.durations import parse_duration
@@ -92,7 +96,11 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
                         help="store the telemetry in InfluxDB through ingest's checks instead "
                              "of publishing it")
     parser.add_argument("--info", action="store_true",
-                        help="describe the recording and exit")
+                        help="describe the recording, check every frame, and exit (status 1 "
+                             "when records are lost to damage)")
+    parser.add_argument("--skip-damaged", action="store_true",
+                        help="replay what is readable of a damaged recording and exit 0 "
+                             "(default: replay it, say what was lost, and exit 1)")
 
 
 def _stop_on_signals(stop: Callable[[], None]) -> None:
@@ -133,8 +141,6 @@ def _selection(args: argparse.Namespace) -> Selection:
 
 
 def replay_main(args: argparse.Namespace) -> int:
-    settings = CommonSettings()
-    logs.setup("replay", settings.log_level)
     if args.verbatim and args.rebase_time:
         print("smartcity replay: --verbatim and --rebase-time exclude each other",
               file=sys.stderr)
@@ -144,8 +150,8 @@ def replay_main(args: argparse.Namespace) -> int:
             return _info(args.file)
         if args.into_influx:
             return _backfill(args)
-        return _replay(args, settings)
-    except (RecordingError, OSError) as e:
+        return _replay(args)
+    except (RecordingError, OSError, ValidationError) as e:
         print(f"smartcity replay: {e}", file=sys.stderr)
         return 2
 
@@ -156,29 +162,60 @@ def _info(path: Path) -> int:
     with RecordingReader(path) as reader:
         s = reader.summary()
         topics = Counter(r.topic for r in reader)
+        # Decoding can find more than the CRCs (a body inconsistent with its header).
+        known = {d.offset for d in s.damage}
+        s.damage = sorted([*s.damage, *(d for d in reader.damage if d.offset not in known)],
+                          key=lambda d: d.offset)
     h = s.header
+    lost, exact = s.lost()
+    if s.sound:
+        status = "sound: every frame checked"
+    else:
+        status = (f"DAMAGED: {'' if exact else 'at least '}{lost:,} records lost "
+                  f"(see the problems below)")
+    if s.version < 2:
+        closed = "- (a version 1 file does not say)"
+    elif s.closed is not None:
+        closed = f"yes, with {s.closed[0]:,} records in {s.closed[1]:,} frames"
+    else:
+        closed = ("no: the recorder was stopped without closing it (killed, or the machine "
+                  "lost power); sound up to its last write")
     rows: list[tuple[str, Any]] = [
-        ("file", path), ("started", format_ts(h.started_ns // 1_000_000)),
+        ("file", path), ("format", f"version {s.version}"),
+        ("started", format_ts(h.started_ns // 1_000_000)),
         ("broker", h.broker), ("root", h.root), ("filters", " ".join(h.filters)),
         ("note", h.note), ("messages", s.records), ("frames", s.frames),
         ("first", format_ts(s.first_ns // 1_000_000) if s.first_ns else "-"),
         ("last", format_ts(s.last_ns // 1_000_000) if s.last_ns else "-"),
-        ("duration", f"{s.span_ns / 1e9:.3f}s"), ("topics", len(topics))]
-    for name, value in rows:
-        print(f"{name:9} {value}")
-    for topic, n in topics.most_common(20):
-        print(f"  {n:8d}  {topic}")
+        ("duration", f"{s.span_ns / 1e9:.3f}s"), ("topics", len(topics)),
+        ("closed", closed), ("status", status)]
+    lines = [f"{name:9} {value}" for name, value in rows]
+    lines += [f"  {n:8d}  {topic}" for topic, n in topics.most_common(20)]
     if len(topics) > 20:
-        print(f"  ... and {len(topics) - 20} more topics")
-    for p in s.problems:
-        print(f"problem   {p}")
-    return 0
+        lines.append(f"  ... and {len(topics) - 20} more topics")
+    lines += [f"problem   {p}" for p in s.problems]
+    _print_lines(lines)
+    return 0 if s.sound else 1
 
 
-def _replay(args: argparse.Namespace, settings: CommonSettings) -> int:
+def _print_lines(lines: list[str]) -> None:
+    """Print to a reader that may stop reading (``--info | head``): quietly."""
+    try:
+        for line in lines:
+            print(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would complain again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def _replay(args: argparse.Namespace) -> int:
     from recorder.progress import Progress
     from recorder.replay import Replayer, ReplayOptions
 
+    settings = CommonSettings()
+    logs.setup("replay", settings.log_level)
     options = ReplayOptions(speed=args.speed, selection=_selection(args),
                             loop=args.loop or args.passes is not None, passes=args.passes,
                             rebase_time=args.rebase_time, mark_source=not args.verbatim)
@@ -199,29 +236,47 @@ def _replay(args: argparse.Namespace, settings: CommonSettings) -> int:
     if st.state == "failed":
         print(f"smartcity replay: {st.error}", file=sys.stderr)
         return 1
-    return 0
+    return _damage_verdict(st.lost, args.skip_damaged)
+
+
+def _damage_verdict(lost: str | None, skip_damaged: bool) -> int:
+    if lost is None:
+        return 0
+    if skip_damaged:
+        log.warning("the recording is damaged: %s were skipped (--skip-damaged)", lost)
+        return 0
+    print(f"smartcity replay: the recording is damaged: {lost} were skipped; "
+          "--skip-damaged accepts that", file=sys.stderr)
+    return 1
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    from recorder.backfill import BackfillError, backfill, ingest_judge
-    from smartcity.settings import IngestSettings
+    from recorder.backfill import Backfill, BackfillError, BackfillSettings, ingest_judge
+    from recorder.progress import Progress
     from storage.influx import InfluxClient
 
     if args.loop or args.passes:
         print("smartcity replay: --loop makes no sense with --into-influx", file=sys.stderr)
         return 2
-    ingest = IngestSettings()
-    judge = ingest_judge(ingest)
-    client = InfluxClient(ingest.influx)
+    settings = BackfillSettings()
+    logs.setup("replay", settings.log_level)
+    judge = ingest_judge(settings)
+    client = InfluxClient(settings.influx)
+    job = Backfill(args.file, judge, client, _selection(args), rebase_time=args.rebase_time,
+                   mark_source=not args.verbatim, db=settings.influx.db)
+    progress = Progress(job, sys.stderr)
+    progress.start()
     try:
-        result = backfill(args.file, judge, client, _selection(args),
-                          rebase_time=args.rebase_time, mark_source=not args.verbatim)
+        result = job.run()
     except BackfillError as e:
+        progress.close()
         print(f"smartcity replay: {e}", file=sys.stderr)
         return 1
     finally:
         client.close()
+    progress.close()
     for p in result.problems:
         log.warning("%s", p)
-    log.info("into %s database %r: %s", ingest.influx.url, ingest.influx.db, result.describe())
-    return 0
+    log.info("into %s database %r: %s", settings.influx.url, settings.influx.db,
+             result.describe())
+    return _damage_verdict(result.lost, args.skip_damaged)

@@ -30,9 +30,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recorder.fileformat import RecordingReader
+from recorder.anchor import rebase_delta_ms
 from recorder.publisher import MqttPublisher, Publisher, PublishError
-from recorder.rebase import payload_time_ms, rebase_payload
+from recorder.reading import Damage, RecordingReader, describe_loss
+from recorder.rebase import rebase_payload
 from recorder.selection import Selection, select
 from smartcity.settings import MqttSettings
 
@@ -134,6 +135,8 @@ class ReplayStatus:
     unacked: int
     problems: list[str]
     error: str | None = None
+    lost: str | None = None  # "N records lost (...)" when damage was skipped
+    stored: int | None = None  # a backfill's points stored so far
 
     @property
     def rate(self) -> float:
@@ -144,8 +147,9 @@ class ReplayStatus:
                   f"max {self.late_max_ms:.1f} ms" if self.speed is not None and self.sent
                   else "")
         passes = f"{self.passes_done} pass{'es' if self.passes_done != 1 else ''}"
+        damage = f"; damaged recording: {self.lost} were skipped" if self.lost else ""
         return (f"{self.state}: {self.sent} messages in {self.elapsed_s:.1f}s "
-                f"({self.rate:.0f} msg/s), {passes}{timing}")
+                f"({self.rate:.0f} msg/s), {passes}{timing}{damage}")
 
 
 class Replayer:
@@ -172,7 +176,7 @@ class Replayer:
         # Monotonic ns at which the first pass's first message was due: the schedule's origin,
         # for whoever measures it from outside (bench/replay_timing.py).
         self.origin_ns: int | None = None
-        self._problems: list[str] = []
+        self._damage: list[Damage] = []
         self._pub: Publisher | None = None
         with RecordingReader(self.path) as reader:  # fail early on a file that is not ours
             summary = reader.summary()
@@ -210,7 +214,8 @@ class Replayer:
             span_s=self._span_ns / 1e9, elapsed_s=end - self._started if self._started else 0.0,
             late_p50_ms=lt.percentile_ms(50), late_p99_ms=lt.percentile_ms(99),
             late_max_ms=lt.max_ns / 1e6, unacked=self._pub.unacked() if self._pub else 0,
-            problems=list(self._problems), error=self._error)
+            problems=[d.text for d in self._damage], error=self._error,
+            lost=describe_loss(self._damage))
 
     def run(self) -> ReplayStatus:
         self._run_logged()
@@ -264,20 +269,11 @@ class Replayer:
                 t0_ns += round(advance_ns / self.options.speed)
             delta_ms += round(advance_ns / 1e6) if self.options.rebase_time else 0
 
-    def _first_stated_time(self, look: int = 1000) -> int | None:
-        """The time the first reading of the selection states (within ``look`` records), else
-        the first time any payload states: status messages carry the wall clock of their
-        connection, while a simulation's readings carry simulated time."""
-        fallback = None
+    def _rebase_delta(self) -> int:
+        """The first selected reading's stated time becomes the wall time it is due at."""
         with RecordingReader(self.path) as reader:
-            for i, r in enumerate(select(reader, self.options.selection, self._first_ns)):
-                if i >= look:
-                    break
-                stated = payload_time_ms(r.payload)
-                if stated is not None and r.topic.endswith("/telemetry"):
-                    return stated
-                fallback = fallback or stated
-        return fallback
+            return rebase_delta_ms(reader, self.options.selection, self._first_ns,
+                                   round((time.time_ns() + LEAD_NS) / 1e6))
 
     def _one_pass(self, pub: Publisher, t0_ns: int | None,
                   delta_ms: int | None) -> tuple[int, int, int] | None:
@@ -296,12 +292,7 @@ class Replayer:
                         t0_ns = time.monotonic_ns() + LEAD_NS
                         self.origin_ns = t0_ns
                     if delta_ms is None:
-                        # The first message's time becomes the wall time it is due at: the
-                        # time its payload states (a simulation's or a device's clock), else
-                        # when it arrived at the recorder.
-                        anchor_ms = self._first_stated_time() or round(ref_ns / 1e6)
-                        delta_ms = round((time.time_ns() + LEAD_NS) / 1e6) - anchor_ms \
-                            if opts.rebase_time else 0
+                        delta_ms = self._rebase_delta() if opts.rebase_time else 0
                 assert t0_ns is not None and delta_ms is not None
                 payload = rebase_payload(r.payload, delta_ms, mark_source=opts.mark_source
                                          and r.topic.endswith("/telemetry"))
@@ -319,10 +310,10 @@ class Replayer:
                 count += 1
                 last_ns = r.arrival_ns
                 self._position_ns = max(0, offset_ns)
-            self._problems = list(reader.problems)
+            self._damage = list(reader.damage)
         if self._passes == 0:  # the same on every pass
-            for p in self._problems:
-                log.warning("%s: %s", self.path, p)
+            for d in self._damage:
+                log.warning("%s: %s", self.path, d.text)
         if count == 0 or t0_ns is None or delta_ms is None:
             return None
         span = last_ns - ref_ns

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from recorder.fileformat import Record, RecordingReader
+from recorder.fileformat import Record
+from recorder.reading import RecordingReader
 from smartcity.durations import parse_duration
 from smartcity.errors import ContractError, FieldProblem
 from smartcity.topics import TopicFilter, check_publish_topic

@@ -54,10 +54,12 @@ class Track:
 
 
 def step(track: Track, levels: tuple[Threshold, ...], sign: int, max_gap_ms: int,
-         value: float, ts: int) -> int:
+         value: float, ts: int, scale: float = 1.0) -> int:
     """Advance ``track`` by one reading; return the new level index (-1: no alert). The
-    caller has already checked that ``ts`` is newer than ``track.last_ts``."""
-    if track.last_ts is not None and ts - track.last_ts > max_gap_ms:
+    caller has already checked that ``ts`` is newer than ``track.last_ts``. ``scale``: how
+    many seconds of the story a second of ``ts`` is (a story played compressed on the
+    exhibit clock), so "for two minutes" means two minutes of the story."""
+    if track.last_ts is not None and (ts - track.last_ts) * scale > max_gap_ms:
         track.gain.clear()
         track.loss.clear()
     track.last_ts = ts
@@ -82,9 +84,9 @@ def step(track: Track, levels: tuple[Threshold, ...], sign: int, max_gap_ms: int
             track.loss.pop(k, None)
 
     gained = [k for k, since in track.gain.items()
-              if reaches(k) and ts - since >= levels[k].raise_after_ms]
+              if reaches(k) and (ts - since) * scale >= levels[k].raise_after_ms]
     lost = [k for k, since in track.loss.items()
-            if not holds(k) and ts - since >= levels[k].clear_after_ms]
+            if not holds(k) and (ts - since) * scale >= levels[k].clear_after_ms]
     if gained:
         new = max(gained)
     elif lost:
@@ -122,6 +124,9 @@ class Engine:
             self._by_domain[rule.domain].append(rule)
         self._tracks: dict[tuple[str, str, Source], Track] = {}
         self.counters = Counters()
+        # Simulated readings on the exhibit clock carry the wall-clock time while the story
+        # plays this many times as fast (the simulator's state says so).
+        self.story_speed = 1.0
         # Per-site thresholds are checked up front, so a bad site override fails at start-up.
         for device in registry:
             for rule in self._by_domain.get(device.domain, ()):
@@ -148,8 +153,9 @@ class Engine:
                 continue
             levels = rule.thresholds(device.site)
             before = track.level
+            scale = self.story_speed if reading.source is Source.SIMULATED else 1.0
             after = step(track, levels, rule.sign, round(rule.max_gap_s * 1000), value,
-                         reading.ts_ms)
+                         reading.ts_ms, scale)
             if after != before:
                 events.append(self._event(rule, levels, device, reading, track, before))
         self.counters.events += len(events)

@@ -35,23 +35,25 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from broker.mqtt import Session, Subscription, new_client, start
-from broker.registrysync import take_profile, wait_for_registry
+from broker.registrysync import wait_for_registry
 from rules.engine import Engine
+from rules.feed import follow_story, is_profile, judge, profile_change, readings_of
 from rules.settings import RulesSettings
+from rules.silence import Silence
 from rules.store import StateFile
 from rules.wording import ward_names
-from smartcity import logs
+from smartcity import control, logs
 from smartcity.alerts import Alert, AlertState, encode_alert
 from smartcity.city import City, load_city
-from smartcity.codec import Reading, decode_message
-from smartcity.errors import ContractError
+from smartcity.codec import Reading
 from smartcity.models import format_ts
 from smartcity.profiles import Change
 from smartcity.registry import Registry
 from smartcity.rulefile import RuleSet, load_rules
 from smartcity.topics import (
+    TopicFilter,
     alert_topic,
-    parse_profile_topic,
+    native_filter,
     profile_filter,
     telemetry_filter,
     value_filter,
@@ -98,6 +100,7 @@ class RulesService:
         ruleset = (rules or load_rules(settings.rules_file)).with_city(city)
         self.registry = registry or city.registry()
         self.engine = Engine(ruleset, self.registry, ward_names(city))
+        self.silence = Silence(round(settings.silent_after_s * 1000))
         self.stats = RulesStats()
         state_dir = settings.state_dir
         self.state = StateFile(state_dir / "state.json")
@@ -120,8 +123,10 @@ class RulesService:
         root = settings.mqtt.root
         # Exhibitor devices registered at run time reach the engine through this registry.
         self.profiles = profile_filter(root)
+        self.state_topic = str(control.state_topic(root))
         self.session = Subscription(settings.mqtt, telemetry_filter(root),
-                                    value_filter(root), self.profiles)
+                                    value_filter(root), native_filter(root), self.profiles,
+                                    TopicFilter(self.state_topic))
         self.subscribed = self.session.subscribed
         self.client = self._make_client()
 
@@ -184,32 +189,35 @@ class RulesService:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if not self.session.accepting:
             return  # not acknowledged: the broker redelivers it when we are back
-        if msg.topic.endswith("/profile") and self.profiles.matches(msg.topic):
+        if is_profile(msg.topic, self.profiles):
             self._on_profile(msg)
             return
+        if msg.topic == self.state_topic:
+            self._on_simulator(msg)
+            return
         self.stats.received += 1
-        readings: list[Reading] = []
-        try:
-            readings = decode_message(msg.topic, bytes(msg.payload), self.settings.mqtt.root,
-                                      now_ms=int(time.time() * 1000))
-        except ContractError:
-            self.stats.undecodable += 1  # ingest tells the device why; nothing to judge here
-        except Exception:  # one bad message must never stop the rules
+        readings = readings_of(msg.topic, bytes(msg.payload), self.registry,
+                               self.settings.mqtt.root,
+                               now_ms=int(time.time() * 1000))
+        if readings is None:
             self.stats.undecodable += 1
-            log.exception("could not decode a message on %s: %s", msg.topic,
-                          logs.truncate(bytes(msg.payload)))
-        self._queue.put(Delivery(readings, msg.mid, msg.qos, self.session.generation))
+        self._queue.put(Delivery(readings or [], msg.mid, msg.qos, self.session.generation))
 
     def _on_profile(self, msg: mqtt.MQTTMessage) -> None:
         """An exhibitor device registered, changed or removed; acknowledged at once."""
-        change = take_profile(self.registry, msg.topic, bytes(msg.payload),
-                              self.settings.mqtt.root)
-        if change is Change.REMOVED:
+        changed = profile_change(self.registry, msg.topic, bytes(msg.payload),
+                                 self.settings.mqtt.root)
+        if changed is not None and changed.change is Change.REMOVED:
             # Acknowledged by the worker, once the device's alerts are withdrawn and saved.
             self._queue.put(Delivery([], msg.mid, msg.qos, self.session.generation,
-                                     removed=parse_profile_topic(msg.topic,
-                                                                 self.settings.mqtt.root)))
+                                 removed=changed.device_id))
             return
+        self.session.ack(self.client, msg.mid, msg.qos, self.session.generation)
+
+    def _on_simulator(self, msg: mqtt.MQTTMessage) -> None:
+        """The simulator's clock: a story played compressed on the exhibit clock makes the
+        rules' hold times compressed alike."""
+        follow_story(self.engine, bytes(msg.payload))
         self.session.ack(self.client, msg.mid, msg.qos, self.session.generation)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
@@ -235,21 +243,24 @@ class RulesService:
             if batch:
                 self._process(batch)
             if time.monotonic() >= next_beat:
+                self._tell_silent()
                 self._beat()
                 next_beat = time.monotonic() + self.settings.heartbeat_interval_s
 
     def _process(self, batch: list[Delivery]) -> None:
         self.stats.batches += 1
         events: list[Alert] = []
+        heard: set[str] = set()
+        now = int(time.time() * 1000)
         with self._lock:
             for item in batch:
-                if item.removed is not None:
-                    events.extend(self.engine.forget(item.removed))
                 for reading in item.readings:
-                    try:
-                        events.extend(self.engine.evaluate(reading))
-                    except Exception:  # a bug for one reading must not stop the others
-                        log.exception("could not judge %s", reading)
+                    heard.add(reading.device_id)
+                    self.silence.heard(reading.device_id, now, reading.ts_ms)
+                events.extend(judge(self.engine, item.readings, item.removed))
+            events.extend(self.silence.resumed(self.engine.active(), heard,
+                                               {e.alert_id for e in events}))
+            self.silence.forget(e.alert_id for e in events if not e.active)
         if events:
             self._store_points(events)
             if not self._publish(events):
@@ -258,6 +269,17 @@ class RulesService:
         if self._save():
             self._ack(self._unacked)
             self._unacked = []
+
+    def _tell_silent(self) -> None:
+        """Republish, with ``silent_since``, the alerts whose sensor has gone quiet."""
+        with self._lock:
+            silent = self.silence.check(self.engine.active(), int(time.time() * 1000))
+        if silent:
+            for alert in silent:
+                log.warning("%s: %s has sent nothing since %s", alert.alert_id,
+                            alert.device_id, alert.silent_since)
+            self._store_points(silent)
+            self._publish(silent)
 
     def _store_points(self, events: Sequence[Alert]) -> None:
         lines = []

@@ -24,6 +24,10 @@ class RulesSettings(CommonSettings):
                                    description="longest a reading waits for the state save "
                                                "that lets it be acknowledged")
     spool_max_bytes: int = Field(default=64 * 2**20, ge=0, alias="SMARTCITY_RULES_SPOOL_MAX_BYTES")
+    silent_after_s: float = Field(default=120.0, gt=0,
+                                  alias="SMARTCITY_RULES_SILENT_AFTER_S",
+                                  description="an active alert whose sensor sent nothing for "
+                                              "this long is published as silent")
     heartbeat_interval_s: float = Field(default=10.0, gt=0,
                                         alias="SMARTCITY_RULES_HEARTBEAT_INTERVAL_S")
 

@@ -3,7 +3,8 @@
 Each scenario runs seeded from a fixed start through a private Mosquitto, sped up so the
 recording plays in about 30 seconds at 1x (the api and `smartcity replay` can slow it down or
 speed it up), with about 400 readings per device. Run it after changing the city or a
-scenario: `.venv/bin/python scripts/make_recordings.py`.
+scenario: `.venv/bin/python scripts/make_recordings.py`, then `.venv/bin/python
+scripts/make_timelines.py` for the alert timelines the scenario regression suite expects.
 """
 
 from __future__ import annotations
@@ -17,14 +18,11 @@ import time
 from pathlib import Path
 
 from launcher.servers import Mosquitto, start_with_retry
+from recorder.builtin import SEED, START, recordings_dir, run_of
 from simulators.scenarios import builtin_names, load_scenario
 from smartcity.city import load_city
 
-REPO = Path(__file__).resolve().parent.parent
-OUT = REPO / "recorder" / "recordings"
-PLAY_S = 30.0
-START = "2025-09-15T05:00"  # a rainy-season Monday, Ho Chi Minh City time
-SEED = "2025"
+OUT = recordings_dir()
 
 
 def smartcity(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -43,8 +41,7 @@ def main() -> int:
                        SMARTCITY_DATA_DIR=tmp, SMARTCITY_LOG_LEVEL="WARNING")
             try:
                 sim_s = load_scenario(name, city).length_s
-                speed = sim_s / PLAY_S
-                interval = max(60.0, round(sim_s / 400))
+                speed, interval, _ = run_of(sim_s)
                 out = OUT / f"{name}.screc"
                 # Readings only: replayed onto a live exhibit, recorded status messages would
                 # overwrite the live devices' retained status.
@@ -53,7 +50,7 @@ def main() -> int:
                                      f"built-in scenario {name}, seed {SEED}, start {START}",
                                      env=env)
                 time.sleep(1.5)  # subscribed before the first reading
-                sim = smartcity("simulate", "--scenario", name, "--seed", SEED, "--start",
+                sim = smartcity("simulate", "--scenario", name, "--seed", str(SEED), "--start",
                                 START, "--speed", f"{speed:g}", "--interval", f"{interval:g}",
                                 "--duration", f"{sim_s:g}", env=env)
                 if sim.wait() != 0:

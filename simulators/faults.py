@@ -71,7 +71,7 @@ class Faults:
         return self._original(device_id) in self._by_device
 
     def apply(self, device_id: str, model: type[Telemetry], ts: str, seq: int,
-              metrics: Metrics, now_ms: int) -> list[bytes]:
+              metrics: Metrics, now_ms: int, stamp_ms: int | None = None) -> list[bytes]:
         """The payloads the device sends for this reading (none, one or two)."""
         rel_s = (now_ms - self._start_ms) / 1000
         active = [(i, f) for i, f in self._by_device.get(self._original(device_id), ())
@@ -81,7 +81,8 @@ class Faults:
         rng = self._rngs.get(device_id)
         if rng is None:
             rng = self._rngs[device_id] = rng_for(self._seed, f"faults:{device_id}")
-        ts_ms, copies = now_ms, 1
+        stamp = now_ms if stamp_ms is None else stamp_ms  # the exhibit clock's wall time
+        ts_ms, copies = stamp, 1
         for i, f in active:
             if isinstance(f, Stuck):
                 metrics = dict(self._stuck.setdefault((i, device_id), metrics))
@@ -96,7 +97,7 @@ class Faults:
                     return []
                 metrics = {"battery_pct": round(left, 1), **metrics}
             elif isinstance(f, ClockSkew):
-                ts_ms = now_ms + round(f.offset_s * 1000)
+                ts_ms = stamp + round(f.offset_s * 1000)
             elif isinstance(f, Dropout):
                 if rng.random() < f.probability:
                     return []

@@ -1,10 +1,16 @@
 """``smartcity simulate``: publish the simulated city on a simulated clock, under control.
 
-Every ``interval_s`` of *simulated* time each device publishes one reading (QoS 1) whose
-``ts`` is that simulated time. The simulated clock starts at ``start`` (default: now) and runs
-``speed`` times as fast as the wall clock (1: real time; 60: a minute per second; ``inf``: as
-fast as the broker acknowledges). So the same seed, city, scenario and start give the same
-messages byte for byte at any speed; a run without a seed draws one and logs how to replay it.
+Every ``interval_s`` of *simulated* time each device publishes one reading (QoS 1). The
+simulated clock starts at ``start`` (default: now) and runs ``speed`` times as fast as the
+wall clock (1: real time; 60: a minute per second; ``inf``: as fast as the broker
+acknowledges). What a reading's ``ts`` is depends on the clock (:class:`control.Clock`):
+
+- engineers' clock (with ``--start`` or a seed): the simulated time, so the same seed, city,
+  scenario and start give the same messages byte for byte at any speed;
+- exhibit clock (the default otherwise): the wall-clock time, so the database, the history
+  api, Grafana's "last hour" and the alerts agree with the clock on the wall while a story
+  plays compressed; the story's time travels in the state (``sim_time``) for display.
+  Stopping a scenario, its end, or a reset brings the city back to now at speed 1.
 
 While running, the simulator obeys commands on ``{root}/control/...`` (start or stop a
 scenario, change speed, pause, resume; see :mod:`smartcity.control`) and keeps its state
@@ -65,22 +71,24 @@ def wall_ms() -> int:
 
 def main(settings: SimulatorSettings, duration_s: float | None = None, *,
          start: str | int | None = None, speed: float = 1.0, scenario: str | Path | None = None,
-         scale: int = 1) -> int:
+         scale: int = 1, clock: control.Clock | None = None) -> int:
     """Run until SIGINT/SIGTERM or for ``duration_s`` simulated seconds; the exit code."""
     logs.setup("simulate", settings.log_level)
     stop = threading.Event()
     restore = _stop_on_signals(stop)
     try:
         return run(settings, stop=stop, duration_s=duration_s, start=start, speed=speed,
-                   scenario=scenario, scale=scale)
+                   scenario=scenario, scale=scale, clock=clock)
     finally:
         restore()
 
 
 def run(settings: SimulatorSettings, *, stop: threading.Event | None = None,
         duration_s: float | None = None, start: str | int | None = None, speed: float = 1.0,
-        scenario: str | Path | None = None, scale: int = 1) -> int:
+        scenario: str | Path | None = None, scale: int = 1,
+        clock: control.Clock | None = None) -> int:
     """:func:`main` without logging set-up and signal handlers: stops when ``stop`` is set.
+    ``clock`` defaults to the engineers' with a start or a seed, else the exhibit's.
 
     Raises :class:`ContractError` for a bad city or scenario, before connecting anything."""
     city = load_city(settings.city_file, scale=scale)
@@ -92,12 +100,16 @@ def run(settings: SimulatorSettings, *, stop: threading.Event | None = None,
     except ValueError as e:
         raise ContractError("cannot simulate", [FieldProblem("start/speed", str(e))]) from None
     seed = settings.seed if settings.seed is not None else secrets.randbelow(2**32)
+    if clock is None:
+        engineers = start_ms is not None or settings.seed is not None
+        clock = control.Clock.ENGINEER if engineers else control.Clock.EXHIBIT
     runner = _Runner(settings, city, seed, start_ms, speed, chosen,
                      stop or threading.Event(), duration_s)
+    runner.mode = clock
     log.info("simulating %d devices of %s under %s/ every %gs of simulated time at speed %g, "
-             "seed %d%s", len(runner.sim.devices), city.name_en or city.name,
+             "seed %d%s, %s clock", len(runner.sim.devices), city.name_en or city.name,
              settings.mqtt.root, settings.interval_s, speed, seed,
-             "" if settings.seed is not None else " (random)")
+             "" if settings.seed is not None else " (random)", clock.value)
     runner.replay = (f"--seed {seed} --interval {settings.interval_s:g}"
                      + (f" --scenario {scenario}" if scenario is not None else "")
                      + (f" --scale {scale}" if scale > 1 else ""))
@@ -128,6 +140,9 @@ class _Runner:
         self.last_command: control.CommandResult | None = None
         self.published = 0
         self.next_ms = self.start_ms
+        self.mode = control.Clock.ENGINEER
+        self.last_stamp_ms = 0
+        self.returned = False
         _raise_file_limit(len(self.sim.devices) + 64)
         prefix = f"sim-{self.root.replace('/', '-')}"
         self.links: dict[str, Link] = {}
@@ -213,13 +228,38 @@ class _Runner:
             if math.isfinite(due) and now - due > CATCH_UP_S:
                 self._skip_ahead(now - due)
             scenario = self.sim.scenario_name
-            for m in self.sim.step(self.next_ms):
+            for m in self.sim.step(self.next_ms, self._stamp()):
                 self.published += self.links[m.device_id].publish(m.topic.value, m.payload)
             self.next_ms += self.every_ms
+            if self.returned:  # the state says the new simulated time at once
+                self.returned = False
+                self._publish_state()
             if self.sim.scenario_name != scenario:
                 log.info("scenario %s ended at %s", scenario, format_ts(self.next_ms))
+                if self.mode is control.Clock.EXHIBIT:
+                    self._return_to_now()
                 self._publish_state()
             network.poll(0)
+
+    def _stamp(self) -> int | None:
+        """The ``ts`` of this tick's readings: none of its own on the engineers' clock; the
+        wall clock on the exhibit's, a millisecond apart at least, so a fast story's ticks
+        never overwrite each other in the database."""
+        if self.mode is not control.Clock.EXHIBIT:
+            return None
+        self.last_stamp_ms = max(wall_ms(), self.last_stamp_ms + 1)
+        return self.last_stamp_ms
+
+    def _return_to_now(self) -> None:
+        """The city at the wall clock's time again: no scenario, speed 1, running."""
+        now = wall_ms()
+        self.sim.return_to(now)
+        self.clock.set_speed(1.0, floor_ms=now)
+        self.clock.resume()
+        self.clock.jump(now)
+        self.next_ms = now
+        self.returned = True
+        log.info("the city is back to now (%s) at speed 1", format_ts(now))
 
     def _skip_ahead(self, late_s: float) -> None:
         skipped = int(late_s * 1000 * self.clock.speed // self.every_ms)
@@ -281,11 +321,20 @@ class _Runner:
         try:
             if isinstance(body, control.StartScenario):
                 self.sim.start_scenario(self._scenario(body.name))
-                detail = f"scenario {body.name} started"
+                if body.clock is not None:
+                    self.mode = body.clock
+                detail = f"scenario {body.name} started on the {self.mode.value} clock"
             elif isinstance(body, control.StopScenario):
                 detail = (f"scenario {self.sim.scenario_name} stopped"
                           if self.sim.scenario_name else "no scenario was running")
-                self.sim.stop_scenario()
+                if self.mode is control.Clock.EXHIBIT:
+                    self._return_to_now()
+                    detail += "; back to now"
+                else:
+                    self.sim.stop_scenario()
+            elif isinstance(body, control.ResetClock):
+                self._return_to_now()
+                detail = "clock reset: back to now at speed 1"
             elif isinstance(body, control.SetSpeed):
                 self.clock.set_speed(body.speed, floor_ms=at)
                 detail = f"speed {body.speed:g}"
@@ -316,7 +365,7 @@ class _Runner:
         t = self.sim.timeline
         speed = self.clock.speed
         return control.SimulatorState(
-            running=running, scenario=self.sim.scenario_name,
+            running=running, clock=self.mode, scenario=self.sim.scenario_name,
             scenario_started=t.start_ms if t else None, scenario_ends=t.end_ms if t else None,
             sim_time=self.sim.last_ms, speed=speed if math.isfinite(speed) else None,
             paused=self.clock.paused, seed=self.seed, start=self.start_ms,

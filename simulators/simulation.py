@@ -104,6 +104,14 @@ class Simulation:
         self._pending = None
         self._timeline = self._faults = None
 
+    def return_to(self, now_ms: int) -> None:
+        """Start the city again at ``now_ms`` (which may lie before the last step): no
+        scenario, the weather, river and streets as they are at that time of day. Devices
+        keep counting their ``seq``."""
+        self.stop_scenario()
+        self._world = World(self.city, self.seed)
+        self._last_ms = None
+
     def _begin(self, scenario: Scenario, start_ms: int) -> None:
         self._timeline = Timeline(scenario, start_ms)
         self._faults = (Faults(scenario.faults, start_ms, self.seed, self.city.original)
@@ -112,8 +120,10 @@ class Simulation:
     def _effects(self, t_ms: int) -> Effects:
         return self._timeline.effects(t_ms) if self._timeline else NO_EFFECTS
 
-    def step(self, now_ms: int) -> list[Message]:
-        """Advance the city to simulated time ``now_ms`` and read every device once."""
+    def step(self, now_ms: int, stamp_ms: int | None = None) -> list[Message]:
+        """Advance the city to simulated time ``now_ms`` and read every device once; the
+        readings carry ``stamp_ms`` (the exhibit clock's wall-clock time), by default
+        ``now_ms``."""
         if self._last_ms is not None and now_ms < self._last_ms:
             raise ValueError(f"simulated time went backwards: {now_ms} < {self._last_ms}")
         if self._pending is not None:
@@ -122,13 +132,13 @@ class Simulation:
         world = self.last_state = self._world.advance(now_ms, self._effects)
         self._last_ms = now_ms
         faults = self._faults
-        ts = format_ts(now_ms)
+        ts = format_ts(now_ms if stamp_ms is None else stamp_ms)
         out = []
         for d in self._devices:
             metrics = d.sensor.read(world)
             if faults is not None and faults.affects(d.ref.device_id):
                 for payload in faults.apply(d.ref.device_id, d.model, ts, d.seq, metrics,
-                                            now_ms):
+                                            now_ms, stamp_ms):
                     out.append(Message(d.ref.device_id, d.topic, payload))
             else:
                 out.append(Message(d.ref.device_id, d.topic, encode(ts, d.seq, metrics)))

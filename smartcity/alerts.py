@@ -88,6 +88,10 @@ class Alert(BaseModel):
     title_en: str
     message_vi: str
     message_en: str
+    silent_since: UtcTimestamp | None = Field(
+        default=None, description="set while the sensor behind an active alert has gone "
+                                  "silent: the event time of its last reading (``value`` is "
+                                  "that reading's, no longer current)")
 
     @property
     def active(self) -> bool:

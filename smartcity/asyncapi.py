@@ -26,10 +26,14 @@ REF = "#/components/schemas/{model}"
 SENML_RECORD: dict[str, Any] = {
     "type": "object",
     "description": "A SenML (RFC 8428) record. Names are a metric of the device's domain "
-                   "(water_level_cm) or a plain name with a SenML unit (temperature + Cel); "
-                   "times are seconds, absolute or relative to now.",
+                   "(water_level_cm) or a plain name with a SenML unit (temperature + Cel); a "
+                   "name that is neither (a URN) is recognised by its unit when one of the "
+                   "device's metrics comes in it. Any base name is taken: the topic and the "
+                   "account identify the device. Records of quantities the city does not "
+                   "measure (V, A, lat, lon) are left out. Times are seconds, absolute or "
+                   "relative to now.",
     "properties": {
-        "bn": {"type": "string", "description": "base name: the device id, or ending in it"},
+        "bn": {"type": "string", "description": "base name, such as the device's URN"},
         "bt": {"type": "number", "description": "base time, seconds"},
         "bu": {"type": "string", "description": "base unit"},
         "bv": {"type": "number", "description": "base value"},
@@ -93,7 +97,9 @@ def build(root: str = DEFAULT_ROOT, server: str = "exhibit.local:1883") -> dict[
         d = domain.value
         messages[f"{d}Telemetry"] = _message(
             f"{d}Telemetry", f"{d} reading", _ref(model),
-            f"A {d} reading in smartcity's JSON: ts, seq, metrics named with their unit.")
+            f"A {d} reading in smartcity's JSON: metrics named with their unit; ts and seq "
+            "are optional (without ts the reading is stamped on arrival; without seq nothing "
+            "is deduplicated or counted as a gap).")
         messages[f"{d}SenML"] = _message(f"{d}SenML", f"{d} reading as SenML", _ref("SenMLPack"),
                                          f"The same {d} reading as SenML records.",
                                          "application/senml+json")
@@ -121,6 +127,22 @@ def build(root: str = DEFAULT_ROOT, server: str = "exhibit.local:1883") -> dict[
                 "Retained device status.", {"status": f"{d}Status"}, {"deviceId": DEVICE_ID})
         operation(f"receive{d.title()}Status", "receive", f"{d}Status",
                   "screens show devices offline")
+
+    messages["nativeMessage"] = _message(
+        "nativeMessage", "a vendor's own message", {"description": (
+            "Whatever the device's firmware sends: Tasmota's SENSOR JSON, Shelly's status and "
+            "NotifyStatus, zigbee2mqtt's JSON, ESPHome's bare values, or JSON mapped field by "
+            "field (custom). The format chosen at registration maps it to readings.")},
+        "Mapped to contract readings by the device's format; other topics are refused.",
+        "application/octet-stream")
+    channel("native", f"{root}/dev/{{deviceId}}/{{subtopic}}",
+            "An exhibitor device's own topics, where its firmware publishes (the subtopic may "
+            "span several levels: tele/booth/SENSOR). Only the device's account may publish "
+            "here.", {"native": "nativeMessage"},
+            {"deviceId": DEVICE_ID, "subtopic": {"description": "the firmware's own topic "
+                                                                "under the prefix"}})
+    operation("receiveNative", "receive", "native",
+              "ingest maps a vendor's messages through the device's format")
 
     messages["deviceError"] = _message("deviceError", "rejection", _ref(DeviceError),
                                        "Why a message was rejected: reason, MQTT 5 reason "

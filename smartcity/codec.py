@@ -7,10 +7,13 @@ clock comes in as ``now_ms`` (what "now" is for a reading without a time of its 
 :func:`decode_message` takes every format exhibitors' devices send, told apart by topic and
 first byte:
 
-- our JSON object on ``{root}/{domain}/{id}/telemetry``: ``ts``, ``seq``, ``source`` and
-  metrics named with their units (:mod:`smartcity.models`);
+- our JSON object on ``{root}/{domain}/{id}/telemetry``: metrics named with their units, and
+  optionally ``ts``, ``seq`` and ``source`` (:mod:`smartcity.models`); without ``ts`` the
+  reading is stamped when it arrived;
 - a SenML pack (RFC 8428) on the same topic: a JSON array of records whose names and units
-  map to our metrics through :data:`SENML_METRICS`;
+  map to our metrics through :data:`SENML_METRICS`. The topic and the account identify the
+  device, so any base name is taken (a URN such as ``urn:dev:ow:10e2073a01080063:``); a record
+  of a quantity the city does not measure (volts, a position) is left out with a note;
 - a bare number on a single-value topic ``{root}/{domain}/{id}/telemetry/{metric}``
   (Tasmota, ESPHome and MicroPython sketches publish ``21.5``), stamped with the time it
   arrived. A JSON string (``"21.5"``) is refused like anywhere else in the contract: a number
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import math
 import re
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,20 +59,25 @@ class Reading:
     metrics: dict[str, float]
 
 
-def problems_of(error: ValidationError) -> list[FieldProblem]:
+def problems_of(error: ValidationError, metrics: Sequence[str] = ()) -> list[FieldProblem]:
+    """The problems of a failed validation; ``metrics`` (the device's own) name what an
+    unknown field should have been."""
     out = []
     for e in error.errors(include_url=False):
         field = ".".join(str(p) for p in e["loc"]) or "payload"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "is not a known field of this domain (metrics carry their unit: water_level_cm)"
+            msg = "is not a known field"
+            if metrics:
+                msg += f" (metrics carry their unit: {', '.join(metrics)})"
         elif e["type"] == "missing":
             msg = "is required"
         out.append(FieldProblem(field, msg))
     return out
 
 
-def validate_payload(model: type[Telemetry], payload: bytes) -> Telemetry:
+def validate_payload(model: type[Telemetry], payload: bytes,
+                     metrics: Sequence[str] = ()) -> Telemetry:
     try:
         # pydantic's own JSON parser in strict mode: "12" is not a number, and RFC 3339
         # strings still parse because JSON has no datetime type.
@@ -77,7 +87,8 @@ def validate_payload(model: type[Telemetry], payload: bytes) -> Telemetry:
         if first["type"] == "json_invalid":
             raise InvalidPayload(Reason.NOT_JSON,
                                  [FieldProblem("payload", first["msg"])]) from None
-        raise InvalidPayload(Reason.CONTRACT, problems_of(e)) from None
+        raise InvalidPayload(Reason.CONTRACT,
+                             problems_of(e, metrics or model.metric_names())) from None
 
 
 def _telemetry_topic(topic: str, root: str) -> DeviceTopic:
@@ -87,40 +98,48 @@ def _telemetry_topic(topic: str, root: str) -> DeviceTopic:
     return parsed
 
 
-def decode(topic: str, payload: bytes, root: str = DEFAULT_ROOT) -> Reading:
+def decode(topic: str, payload: bytes, root: str = DEFAULT_ROOT,
+           now_ms: int | None = None) -> Reading:
     """Decode our JSON object on a telemetry topic; raise a ContractError naming the field at
-    fault. :func:`decode_message` takes every format."""
+    fault. ``now_ms`` stamps a reading without ``ts`` (default: the wall clock).
+    :func:`decode_message` takes every format."""
     parsed = _telemetry_topic(topic, root)
     if parsed.metric is not None or not payload.lstrip()[:1] == b"{":
         raise InvalidPayload("payload must be a JSON object", [FieldProblem(
-            "payload", 'must be a JSON object such as {"ts": ..., "seq": ..., "<metric>": ...}')])
-    return _decode_object(parsed, payload)
+            "payload", 'must be a JSON object such as {"<metric>": ..., "ts": ..., "seq": ...}')])
+    return _decode_object(parsed, payload, int(time.time() * 1000) if now_ms is None else now_ms)
 
 
 def decode_message(topic: str, payload: bytes, root: str = DEFAULT_ROOT, *,
-                   now_ms: int) -> list[Reading]:
+                   now_ms: int, metrics: Sequence[str] = (),
+                   notes: list[str] | None = None) -> list[Reading]:
     """Every reading of a telemetry message in any accepted format, oldest first; raise a
     ContractError whose reason is a :class:`~smartcity.errors.Reason`, naming the field at
-    fault. ``now_ms`` is when the message arrived: the time of a single value, and what SenML's
-    relative times count from."""
+    fault. ``now_ms`` is when the message arrived: the time of a reading without one, and what
+    SenML's relative times count from. ``metrics`` are the device's declared metrics, named in
+    hints and used to recognise a SenML record by its unit alone; what was left out of the
+    message (and why) is appended to ``notes``."""
     parsed = _telemetry_topic(topic, root)
     if parsed.metric is not None:
         return [_decode_value(parsed, payload, now_ms)]
     head = payload.lstrip()[:1]
     if head == b"{":
-        return [_decode_object(parsed, payload)]
+        return [_decode_object(parsed, payload, now_ms, metrics)]
     if head == b"[":
-        return _decode_senml(parsed, payload, now_ms)
-    metric = "water_level_cm" if parsed.domain is Domain.FLOOD else "<metric>"
+        return _decode_senml(parsed, payload, now_ms, metrics, notes)
+    metric = (metrics or METRIC_BOUNDS[parsed.domain])
+    first = next(iter(metric))
     raise InvalidPayload(Reason.UNKNOWN_FORMAT, [FieldProblem("payload", (
-        'must be a JSON object ({"ts": ..., "seq": ..., "<metric>": ...}) or a SenML pack '
-        '([{"n": ..., "u": ..., "v": ...}]); a bare number goes to the single-value topic '
-        f"{topic[:80]}/{metric}"))])
+        f'must be a JSON object ({{"{first}": ...}}) or a SenML pack '
+        f'([{{"n": "{first}", "v": ...}}]); a bare number goes to the single-value topic '
+        f"{topic[:80]}/{first}"))])
 
 
-def _decode_object(parsed: DeviceTopic, payload: bytes) -> Reading:
-    t = validate_payload(TELEMETRY_MODELS[parsed.domain], payload)
-    return Reading(parsed.domain, parsed.device_id, t.ts, t.seq, t.source, t.metrics())
+def _decode_object(parsed: DeviceTopic, payload: bytes, now_ms: int,
+                   metrics: Sequence[str] = ()) -> Reading:
+    t = validate_payload(TELEMETRY_MODELS[parsed.domain], payload, metrics)
+    return Reading(parsed.domain, parsed.device_id, now_ms if t.ts is None else t.ts, t.seq,
+                   t.source, t.metrics())
 
 
 # -- metrics, names and units --------------------------------------------------------------
@@ -141,9 +160,16 @@ class _Refusal(Exception):
         self.reason, self.problem = reason, FieldProblem(field, message)
 
 
+_POSITION_UNITS = ("lat", "lon", "m")  # RFC 8428 section 12.1: a record's position
+
+
 def _metric_and_factor(domain: Domain, name: str, unit: str | None, name_field: str,
-                       unit_field: str) -> tuple[str, float]:
-    """Our metric for a SenML (name, unit), and the factor from that unit to the metric's."""
+                       unit_field: str, declared: Sequence[str] = ()) -> tuple[str, float] | str:
+    """Our metric for a SenML (name, unit) and the factor from that unit to the metric's, or
+    a note saying why the record is left out (a quantity the city does not measure).
+
+    A name that is none of ours (a URN, an address) is recognised by its unit when exactly one
+    of the device's metrics (its declared ones, or else its domain's) comes in that unit."""
     key = name.lower()
     known = METRIC_BOUNDS[domain]
     if key in known:
@@ -154,6 +180,19 @@ def _metric_and_factor(domain: Domain, name: str, unit: str | None, name_field: 
         raise _Refusal(Reason.WRONG_UNIT, unit_field, f"{key} is in its own unit, not "
                                                       f"{unit[:20]!r}: {hint}")
     metric = _BY_PLAIN_NAME.get(key)
+    if metric is None and unit is not None:
+        candidates = [m for m in (declared or known) if m in known]
+        by_unit = [m for m in candidates
+                   if unit == SENML_METRICS[m].unit or unit in SENML_METRICS[m].units]
+        if len(by_unit) == 1:
+            return by_unit[0], float(SENML_METRICS[by_unit[0]].units.get(unit, 1))
+        if not any(unit == SENML_METRICS[m].unit or unit in SENML_METRICS[m].units
+                   for m in known):
+            if unit in ("lat", "lon"):
+                return (f"{unit!r} records (the device's position) are not used: the city "
+                        "places the device where it was registered")
+            return (f"{name[:40]!r} in {unit[:20]!r} is not a {domain.value} metric; left out "
+                    f"(this device stores: {', '.join(declared or known)})")
     if metric is None or metric not in known:
         names = ", ".join(sorted({*known, *(n for m in known for n in SENML_METRICS[m].names)}))
         what = (f"means {metric}, which is not a {domain.value} metric" if metric
@@ -231,7 +270,8 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _decode_senml(parsed: DeviceTopic, payload: bytes, now_ms: int) -> list[Reading]:
+def _decode_senml(parsed: DeviceTopic, payload: bytes, now_ms: int,
+                  declared: Sequence[str] = (), notes: list[str] | None = None) -> list[Reading]:
     try:
         pack = orjson.loads(payload)
     except orjson.JSONDecodeError as e:
@@ -241,6 +281,7 @@ def _decode_senml(parsed: DeviceTopic, payload: bytes, now_ms: int) -> list[Read
             "payload", "a SenML pack is a non-empty JSON array of records")])
     problems: dict[Reason, list[FieldProblem]] = {}
     by_time: dict[int, dict[str, float]] = {}
+    left_out: dict[str, None] = {}
     base_name, base_unit, base_time, base_value = "", None, 0.0, 0.0
     for i, record in enumerate(pack):
         at = f"[{i}]"
@@ -260,8 +301,13 @@ def _decode_senml(parsed: DeviceTopic, payload: bytes, now_ms: int) -> list[Read
             if len(value_keys) > 1:
                 raise _Refusal(Reason.INVALID_SENML, at, f"holds {' and '.join(value_keys)}; "
                                                          "a record carries one value")
-            metric, factor = _resolve_name(parsed, base_name, record, at, base_unit)
             key = value_keys[0]
+            resolved = _resolve_name(base_name, record, at, base_unit, parsed.domain, declared,
+                                     strict=key == "v")
+            if isinstance(resolved, str):
+                left_out[resolved] = None
+                continue
+            metric, factor = resolved
             if key != "v":
                 raise _Refusal(Reason.CONTRACT, f"{at}.{key}", f"{metric} is a number: send it "
                                                                f"as v, not {_OTHER_VALUES[key]} "
@@ -290,7 +336,9 @@ def _decode_senml(parsed: DeviceTopic, payload: bytes, now_ms: int) -> list[Read
                                            "refused for the same reason")
             found = [*found[:MAX_PROBLEMS], more]
         raise InvalidPayload(reason, found)
-    if not by_time:
+    if notes is not None:
+        notes.extend(left_out)
+    if not by_time and not left_out:
         raise InvalidPayload(Reason.INVALID_SENML, [FieldProblem(
             "payload", "no record carries a value (v)")])
     return [Reading(parsed.domain, parsed.device_id, ts, None, Source.LIVE, metrics)
@@ -315,10 +363,13 @@ def _check_fields(record: dict[str, Any], at: str) -> None:
                                                            f"{SENML_VERSION})")
 
 
-def _resolve_name(parsed: DeviceTopic, base_name: str, record: dict[str, Any], at: str,
-                  base_unit: str | None) -> tuple[str, float]:
-    """The metric a record names and the factor to its unit, after checking that the name
-    speaks for this device."""
+def _resolve_name(base_name: str, record: dict[str, Any], at: str, base_unit: str | None,
+                  domain: Domain, declared: Sequence[str], *,
+                  strict: bool = True) -> tuple[str, float] | str:
+    """The metric a record names and the factor to its unit, or a note on why it is left out.
+    The part of the name before its last ``:`` or ``/`` (a URN, an address) is not judged:
+    the topic and the account already say which device speaks. A record that is not
+    ``strict`` (a string, boolean or data value) is left out unless it names a metric."""
     name = record.get("n", "")
     if base_name and name and base_name[-1] not in ":/":
         full = f"{base_name}:{name}"  # "flood-a1" + "water_level": a base name without its colon
@@ -331,19 +382,16 @@ def _resolve_name(parsed: DeviceTopic, base_name: str, record: dict[str, Any], a
     if not _SENML_NAME.fullmatch(full):
         raise _Refusal(Reason.INVALID_SENML, field, f"{full[:60]!r} is not a SenML name "
                                                     "(letters, digits and - : . / _)")
-    cut = max(full.rfind(":"), full.rfind("/"))
-    prefix, metric_name = full[:cut].rstrip(":/") if cut >= 0 else "", full[cut + 1:]
-    device = parsed.device_id
-    if prefix and not (prefix == device or prefix.endswith((f":{device}", f"/{device}"))):
-        field = f"{at}.bn" if base_name else f"{at}.n"
-        raise _Refusal(Reason.OTHER_DEVICE, field, f"{prefix[:60]!r} is not {device!r}, the "
-                                                   f"device of this topic; name it {device}: "
-                                                   f"or urn:dev:...:{device}:")
-    if not metric_name:
-        raise _Refusal(Reason.INVALID_SENML, field, f"{full[:60]!r} names no metric")
+    metric_name = full[max(full.rfind(":"), full.rfind("/")) + 1:]
     unit = record.get("u", base_unit)
-    return _metric_and_factor(parsed.domain, metric_name, unit, field,
-                              f"{at}.u" if "u" in record else "bu")
+    if not strict:
+        if metric_name.lower() in METRIC_BOUNDS[domain]:
+            return metric_name.lower(), 1.0
+        return f"{full[:60]!r} is not a number the city stores; left out"
+    if not metric_name and unit is None:
+        raise _Refusal(Reason.INVALID_SENML, field, f"{full[:60]!r} names no metric")
+    return _metric_and_factor(domain, metric_name, unit, field,
+                              f"{at}.u" if "u" in record else "bu", declared)
 
 
 def _resolve_time(seconds: float, now_ms: int, at: str, field: str) -> int:

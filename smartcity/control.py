@@ -8,6 +8,13 @@ Commands (QoS 1, not retained, JSON objects; ``id`` is optional and echoed in th
 - ``{root}/control/speed``           ``{"speed": 60, "id": "..."}``
 - ``{root}/control/pause``           ``{"id": "..."}``
 - ``{root}/control/resume``          ``{"id": "..."}``
+- ``{root}/control/clock/reset``     ``{"id": "..."}``: the city back to now (any scenario
+  stopped, speed 1, running)
+
+Two clocks (``clock`` in a start command chooses, the state says which runs): the exhibit
+clock stamps readings with the wall-clock time and plays a scenario's story compressed
+beside it (``sim_time`` is the story's time, for display); the engineers' clock stamps
+readings with the simulated time, so a seeded run gives byte-identical streams.
 
 State: ``{root}/control/state``, retained, published by the simulator on every change and
 every few seconds; its last will is ``{"running": false}``. One simulator per root.
@@ -37,6 +44,14 @@ class Command(StrEnum):
     SPEED = "speed"
     PAUSE = "pause"
     RESUME = "resume"
+    RESET = "clock/reset"
+
+
+class Clock(StrEnum):
+    """What a reading's ``ts`` is: the wall clock (exhibit) or the simulated time (engineers)."""
+
+    EXHIBIT = "exhibit"
+    ENGINEER = "engineer"
 
 
 class _Body(BaseModel):
@@ -47,6 +62,8 @@ class _Body(BaseModel):
 
 class StartScenario(_Body):
     name: Id = Field(description="a built-in scenario, or one the simulator was started with")
+    clock: Clock | None = Field(default=None, description="switch to this clock; "
+                                                          "null: keep the one running")
 
 
 class StopScenario(_Body):
@@ -65,10 +82,14 @@ class Resume(_Body):
     pass
 
 
-ControlBody = StartScenario | StopScenario | SetSpeed | Pause | Resume
+class ResetClock(_Body):
+    pass
+
+
+ControlBody = StartScenario | StopScenario | SetSpeed | Pause | Resume | ResetClock
 BODIES: dict[Command, type[ControlBody]] = {
     Command.START: StartScenario, Command.STOP: StopScenario, Command.SPEED: SetSpeed,
-    Command.PAUSE: Pause, Command.RESUME: Resume,
+    Command.PAUSE: Pause, Command.RESUME: Resume, Command.RESET: ResetClock,
 }
 
 
@@ -130,6 +151,9 @@ class SimulatorState(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     running: bool
+    clock: Clock | None = Field(default=None, description="exhibit: readings carry the "
+                                "wall-clock time and sim_time is the story's; engineer: "
+                                "readings carry sim_time")
     scenario: Id | None = None
     scenario_started: Time | None = Field(default=None, description="simulated time")
     scenario_ends: Time | None = Field(default=None, description="simulated time")

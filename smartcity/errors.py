@@ -53,6 +53,8 @@ class Reason(StrEnum):
     TOPIC_KIND = "unknown topic kind"
     NOT_TELEMETRY = "not a telemetry topic"
     UNKNOWN_TOPIC_METRIC = "unknown metric in topic"
+    NATIVE_TOPIC = "topic not in the device's format"
+    BROKER_REFUSED = "publish refused by the broker"
     # the payload
     TOO_LARGE = "payload too large"
     NOT_JSON = "payload is not valid JSON"
@@ -66,7 +68,6 @@ class Reason(StrEnum):
     # the device
     UNKNOWN_DEVICE = "unknown device"
     WRONG_DOMAIN = "wrong domain"
-    OTHER_DEVICE = "names another device"
     # ingest itself
     UNSTORABLE = "unstorable value"
 
@@ -104,6 +105,7 @@ REASON_CODES: dict[Reason, MqttReasonCode] = {
     Reason.TOPIC_KIND: _C.TOPIC_NAME_INVALID,
     Reason.NOT_TELEMETRY: _C.TOPIC_NAME_INVALID,
     Reason.UNKNOWN_TOPIC_METRIC: _C.TOPIC_NAME_INVALID,
+    Reason.NATIVE_TOPIC: _C.TOPIC_NAME_INVALID,
     # "The packet exceeded the maximum permissible size."
     Reason.TOO_LARGE: _C.PACKET_TOO_LARGE,
     # "The payload format does not match the specified Payload Format Indicator": the
@@ -117,10 +119,11 @@ REASON_CODES: dict[Reason, MqttReasonCode] = {
     Reason.WRONG_UNIT: _C.PAYLOAD_FORMAT_INVALID,
     Reason.UNDECLARED_METRIC: _C.PAYLOAD_FORMAT_INVALID,
     # "The PUBLISH is not authorized": the device is not one the exhibit knows, or speaks
-    # for a domain or a device it was not registered as.
+    # for a domain it was not registered as.
     Reason.UNKNOWN_DEVICE: _C.NOT_AUTHORIZED,
     Reason.WRONG_DOMAIN: _C.NOT_AUTHORIZED,
-    Reason.OTHER_DEVICE: _C.NOT_AUTHORIZED,
+    # The broker's own answer to a publish outside the device's topics, seen in its log.
+    Reason.BROKER_REFUSED: _C.NOT_AUTHORIZED,
     # "The PUBLISH is valid but is not accepted by this Server."
     Reason.UNSTORABLE: _C.IMPLEMENTATION_SPECIFIC_ERROR,
 }

@@ -1,7 +1,9 @@
 """Payload models: one frozen model per domain, metrics named with their units.
 
-Wire rules: a payload is a JSON object with ``ts`` (RFC 3339 with offset, or epoch
-milliseconds), ``seq`` (the device's message counter) and at least one metric. Unknown keys
+Wire rules: a payload is a JSON object with at least one metric, and optionally ``ts`` (RFC 3339
+with offset, or epoch milliseconds; without it the reading is stamped when it arrives) and
+``seq`` (the device's message counter; without it ingest detects no gaps and a repeated
+message is stored twice). Unknown keys
 are refused, so a misspelt or unit-less metric (``water_level``) is reported, not dropped.
 Numbers must be JSON numbers: ``"12"`` is a wrong type, not twelve.
 """
@@ -75,8 +77,12 @@ class Telemetry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
     domain: ClassVar[Domain]
-    ts: EpochMs = Field(description="RFC 3339 with offset, or epoch milliseconds")
-    seq: int = Field(ge=0, lt=2**63, description="per-device message counter")
+    ts: EpochMs | None = Field(default=None, description="RFC 3339 with offset, or epoch "
+                                                         "milliseconds; default: when the "
+                                                         "message arrived")
+    seq: int | None = Field(default=None, ge=0, lt=2**63,
+                            description="per-device message counter; lets ingest count gaps "
+                                        "(optional)")
     source: Source = Field(default=Source.LIVE, description="live, simulated or replayed")
     battery_pct: float | None = _metric("battery_pct", "battery charge")
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from smartcity.formats.profile import CustomMapping
 from smartcity.ids import Id
 from smartcity.models import Source
 from smartcity.topics import Domain
@@ -31,6 +32,11 @@ class DeviceInfo(BaseModel):
     metrics: tuple[str, ...] = Field(
         default=(), description="the metrics the device declared at registration; empty for "
                                 "the city's own devices, which may send any of their domain's")
+    format: str = Field(default="json", description="how the device speaks: json, senml, "
+                                                    "value, a built-in profile (tasmota, "
+                                                    "shelly, zigbee2mqtt, esphome) or custom")
+    mapping: CustomMapping | None = Field(default=None, description="the custom format's "
+                                                                    "field mapping")
 
 
 class Registry:

@@ -218,6 +218,17 @@ class IngestSettings(CommonSettings):
     write_timeout_s: float = Field(default=2.0, gt=0, alias="SMARTCITY_INGEST_WRITE_TIMEOUT_S",
                                    description="a write InfluxDB has not answered by then goes "
                                                "to the spool")
+    broker_log: Path | None = Field(default=None, alias="SMARTCITY_INGEST_BROKER_LOG",
+                                    description="the broker's log file (log_type debug), read "
+                                                "for publishes it refused to a device; set it "
+                                                "for one ingest worker only")
+    edge: Literal["asyncio", "paho"] = Field(
+        default="asyncio", alias="SMARTCITY_INGEST_EDGE",
+        description="MQTT client: asyncio (ingest's own, the fast one) or paho (paho-mqtt)")
+    fast_validation: bool = Field(
+        default=True, alias="SMARTCITY_INGEST_FAST_VALIDATION",
+        description="judge well-formed JSON readings without the pydantic models (same "
+                    "verdicts; a refusal is always explained by the models)")
 
     @field_validator("share_group", mode="before")
     @classmethod
@@ -275,6 +286,22 @@ class ApiSettings(CommonSettings):
         default=None, alias="SMARTCITY_UP_STATUS_FILE",
         description="the supervision state `smartcity up` keeps (set by up): /readyz reports "
                     "a degraded city from it")
+    reads: Literal["memory", "influx"] = Field(
+        default="memory", alias="SMARTCITY_API_READS",
+        description="memory: latest values, sensors and the city summary from the readings "
+                    "the api receives (merged with InfluxDB every LATEST_REFRESH_S); influx: "
+                    "every answer queried from InfluxDB")
+    latest_refresh_s: float = Field(
+        default=60.0, gt=0, alias="SMARTCITY_API_LATEST_REFRESH_S",
+        description="how often the latest values in memory are merged with InfluxDB's")
+    attract_idle_s: float = Field(
+        default=300.0, ge=0, alias="SMARTCITY_ATTRACT_IDLE_S",
+        description="after this long without a scenario command the exhibit tells its story "
+                    "by itself (a normal day, the king-tide storm, the recovery); 0: never")
+    public_url: str | None = Field(
+        default=None, alias="SMARTCITY_PUBLIC_URL",
+        description="the address visitors' phones reach the api at (http://host:port), "
+                    "encoded in the QR code on the wall; default: the address the board uses")
     device_broker_url: str | None = Field(
         default=None, alias="SMARTCITY_API_DEVICE_BROKER_URL",
         description="the broker address devices are told to use (mqtt://host:port); default: "

@@ -6,6 +6,9 @@ broker without seeing each other's traffic):
 - ``{root}/{domain}/{device_id}/telemetry``   readings, QoS 1 (a JSON object or a SenML pack)
 - ``{root}/{domain}/{device_id}/telemetry/{metric}``   one bare number (single-value devices)
 - ``{root}/{domain}/{device_id}/status``      retained online/offline, also the last will
+- ``{root}/dev/{device_id}/...``              an exhibitor device's own topics, as its firmware
+  publishes them (Tasmota, Shelly, zigbee2mqtt, ESPHome, a custom mapping), read through its
+  format (:mod:`smartcity.formats`)
 - ``{root}/devices/{device_id}/errors``       why a message from that device was rejected
 - ``{root}/devices/{device_id}/profile``      retained: a registered exhibitor device
 - ``{root}/alerts/{domain}/{alert_id}``       retained alerts
@@ -188,6 +191,30 @@ def value_filter(root: str = DEFAULT_ROOT, share_group: str | None = None) -> To
     return _shared(f"{root}/+/+/telemetry/+", share_group)
 
 
+NATIVE_LEVEL = "dev"
+
+
+def native_prefix(device_id: str, root: str = DEFAULT_ROOT) -> str:
+    """Where a device of a vendor format publishes: its firmware's topics go under this."""
+    return f"{root}/{NATIVE_LEVEL}/{check_id(device_id)}"
+
+
+def native_filter(root: str = DEFAULT_ROOT, share_group: str | None = None) -> TopicFilter:
+    """Every device's own topics, ``{root}/dev/+/#``."""
+    return _shared(f"{root}/{NATIVE_LEVEL}/+/#", share_group)
+
+
+def parse_native_topic(topic: str, root: str = DEFAULT_ROOT) -> tuple[str, str] | None:
+    """(device id, the topic under its prefix) of ``{root}/dev/{id}/...``; None for any other
+    topic. The id is validated; the rest is the device's format's to judge."""
+    prefix = f"{root}/{NATIVE_LEVEL}/"
+    if not topic.startswith(prefix):
+        return None
+    device_id, _, sub = topic[len(prefix):].partition("/")
+    check_id(device_id)
+    return device_id, sub
+
+
 def status_filter(root: str = DEFAULT_ROOT) -> TopicFilter:
     return TopicFilter(f"{root}/+/+/status")
 
@@ -255,6 +282,8 @@ def device_id_from_topic(topic: str, root: str = DEFAULT_ROOT) -> str | None:
     if not topic.startswith(prefix):
         return None
     levels = topic[len(prefix):].split("/")
+    if levels[0] == NATIVE_LEVEL and len(levels) > 1:
+        return levels[1] if is_valid_id(levels[1]) else None
     if (len(levels) == 3 or (len(levels) == 4 and levels[2] == Kind.TELEMETRY)) \
             and is_valid_id(levels[1]):
         return levels[1]

@@ -3,7 +3,8 @@
 
 Tags: alert_id, device_id, domain, level, rule, site, source, state, ward (all ids or enum
 values). Fields: value and threshold (floats), metric and unit, the four texts, and
-raised_at_ms (integer). The point's time is the event time (``updated_at``), so the identity
+raised_at_ms (integer), and for an active alert silent_since_ms (integer epoch ms; 0 while
+its sensor reports). The point's time is the event time (``updated_at``), so the identity
 (measurement, tags, time) of an event is fixed by the readings behind it and a re-emitted
 event overwrites its own point instead of adding one.
 
@@ -19,7 +20,7 @@ from typing import Any
 
 from smartcity.alerts import Alert, AlertState
 from smartcity.ids import check_id
-from smartcity.models import format_ts
+from smartcity.models import format_ts, parse_ts
 from smartcity.topics import Domain
 from storage.influx import Series, quote_ident, quote_literal
 from storage.lineprotocol import point_line
@@ -40,6 +41,11 @@ def alert_line(alert: Alert) -> str:
                                             "threshold": float(alert.threshold),
                                             "raised_at_ms": alert.raised_ms}
     fields |= {k: str(data[k]) for k in TEXT_FIELDS}
+    if alert.active:
+        # always written, 0 when heard: an event republished on its own point must overwrite
+        # the field, never leave an old value behind
+        fields["silent_since_ms"] = (parse_ts(alert.silent_since)
+                                     if alert.silent_since is not None else 0)
     return point_line(MEASUREMENT, {k: str(data[k]) for k in TAGS}, fields, alert.updated_ms)
 
 
@@ -86,7 +92,9 @@ def _alert(row: dict[str, Any]) -> Alert:
         updated_at=at, cleared_at=at if state is AlertState.CLEARED else None,
         metric=row["metric"], value=row["value"], threshold=row["threshold"], unit=row["unit"],
         title_vi=row["title_vi"], title_en=row["title_en"], message_vi=row["message_vi"],
-        message_en=row["message_en"])
+        message_en=row["message_en"],
+        silent_since=format_ts(int(row["silent_since_ms"])) if row.get("silent_since_ms")
+        else None)
 
 
 def shape_events(series: Iterable[Series]) -> list[Alert]:

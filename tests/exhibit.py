@@ -86,12 +86,19 @@ class Exhibit:
 
 
 @contextmanager
-def running_exhibit(workdir: Path, influxd: Influxd, root: str = "exhibit") -> Iterator[Exhibit]:
-    broker = start_secured(workdir / "secured", root)
+def running_exhibit(workdir: Path, influxd: Influxd, root: str = "exhibit", *,
+                    broker_log: bool = False) -> Iterator[Exhibit]:
+    """``broker_log``: the broker logs its events to a file ingest reads for the publishes it
+    refused to devices, as ``smartcity up`` runs it."""
+    events = workdir / "broker-events.log"
+    broker = start_secured(workdir / "secured", root, extra_config=(
+        f"log_dest file {events}\nlog_type all" if broker_log else ""))
     influx = InfluxClient(InfluxSettings(url=influxd.url, db=f"db-{root}-{secrets.token_hex(3)}"))
     influx.create_database()
     ingest = IngestService(ingest_settings(broker.settings("ingest"), influx.settings,
-                                           workdir / "ingest"), load_city().registry())
+                                           workdir / "ingest",
+                                           broker_log=events if broker_log else None),
+                           load_city().registry())
     token = secrets.token_hex(16)
     server: _Server | None = None
     thread: threading.Thread | None = None

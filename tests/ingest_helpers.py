@@ -11,10 +11,24 @@ from pathlib import Path
 
 import orjson
 
+from ingest.edgeservice import make_service
 from ingest.service import IngestService
 from smartcity.city import load_city
 from smartcity.registry import Registry
 from smartcity.settings import InfluxSettings, IngestSettings, MqttSettings
+from storage.influx import InfluxClient
+
+
+@contextmanager
+def fresh_database(url: str, db: str) -> Iterator[InfluxClient]:
+    """A database of its own on a running InfluxDB, dropped at the end."""
+    client = InfluxClient(InfluxSettings(url=url, db=db))
+    client.create_database()
+    try:
+        yield client
+    finally:
+        client.query(f'DROP DATABASE "{db}"', post=True)
+        client.close()
 
 
 def now_ms() -> int:
@@ -37,7 +51,7 @@ def ingest_settings(mqtt: MqttSettings, influx: InfluxSettings, data_dir: Path,
 @contextmanager
 def running_ingest(settings: IngestSettings, registry: Registry | None = None
                    ) -> Iterator[IngestService]:
-    service = IngestService(settings, registry or load_city().registry())
+    service = make_service(settings, registry or load_city().registry())
     service.start()
     try:
         if not service.subscribed.wait(10):

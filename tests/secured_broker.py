@@ -48,10 +48,11 @@ class SecuredBroker:
         return Session(self.port, username, password, **options)
 
 
-def start_secured(workdir: Path, root: str) -> SecuredBroker:
+def start_secured(workdir: Path, root: str, extra_config: str = "") -> SecuredBroker:
     passwords = {s: secrets.token_hex(12) for s in SERVICES}
     config = write_initial_config(workdir / "dynamic-security.json", root, passwords)
-    server = start_with_retry(Mosquitto, workdir / "broker", dynsec_config=config)
+    server = start_with_retry(Mosquitto, workdir / "broker", dynsec_config=config,
+                              extra_config=extra_config)
     assert isinstance(server, Mosquitto)
     return SecuredBroker(server, root, passwords)
 

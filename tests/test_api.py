@@ -58,7 +58,9 @@ def problem(response: httpx.Response) -> str:
 
 @pytest.fixture
 def settings(influx_settings: InfluxSettings, mqtt_settings: MqttSettings) -> ApiSettings:
-    return ApiSettings(influx=influx_settings, mqtt=mqtt_settings)
+    # These tests write points into InfluxDB directly and read them back at once: the
+    # answers from InfluxDB. The in-memory answers are held to these in test_api_memory.py.
+    return ApiSettings(influx=influx_settings, mqtt=mqtt_settings, reads="influx")
 
 
 @pytest.fixture

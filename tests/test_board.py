@@ -234,7 +234,8 @@ def env(mqtt_settings: MqttSettings, influx_settings: InfluxSettings,
                 SMARTCITY_MQTT_ROOT=mqtt_settings.root, SMARTCITY_INFLUX_URL=influx_settings.url,
                 SMARTCITY_INFLUX_DB=influx_settings.db,
                 SMARTCITY_RULES_CLIENT_ID=f"rules-{mqtt_settings.root}",
-                SMARTCITY_RULES_HEARTBEAT_INTERVAL_S="0.2")
+                SMARTCITY_RULES_HEARTBEAT_INTERVAL_S="0.2",
+                SMARTCITY_ATTRACT_IDLE_S="0")  # the tests drive the scenarios
 
 
 @contextmanager

@@ -39,7 +39,7 @@ from broker.dynsec import (
     verify_password,
     write_initial_config,
 )
-from ingest.service import IngestService
+from ingest.edgeservice import make_service
 from launcher.servers import (
     Influxd,
     Mosquitto,
@@ -53,7 +53,7 @@ from simulators.runner import run as run_simulator
 from smartcity.city import load_city
 from smartcity.control import command_topics, state_topic
 from smartcity.errors import ContractError, InvalidId, InvalidTopic
-from smartcity.settings import InfluxSettings, MqttSettings, SimulatorSettings
+from smartcity.settings import MqttSettings, SimulatorSettings
 from smartcity.topics import (
     profile_filter,
     status_filter,
@@ -64,7 +64,7 @@ from smartcity.topics import (
     value_topic,
 )
 from storage.influx import InfluxClient
-from tests.ingest_helpers import flood, ingest_settings
+from tests.ingest_helpers import flood, fresh_database, ingest_settings
 from tests.mqtt import wait_for
 from tests.secured_broker import NOT_AUTHORIZED, SecuredBroker, Session, start_secured
 
@@ -116,9 +116,14 @@ def test_a_device_role_is_one_role_per_device_without_username_patterns() -> Non
     assert all("%" not in acl.topic and acl.allow for acl in DEVICE.acls)
     assert {(a.acltype, a.topic) for a in DEVICE.acls} == {
         (PUB, "city/flood/flood-d1/telemetry"), (PUB, "city/flood/flood-d1/telemetry/+"),
-        (PUB, "city/flood/flood-d1/status"), (SUB_LITERAL, "city/devices/flood-d1/errors"),
+        (PUB, "city/flood/flood-d1/status"), (PUB, "city/dev/flood-d1/#"),
+        (SUB_LITERAL, "city/devices/flood-d1/errors"),
         (RECV, "city/devices/flood-d1/errors")}
     assert device_role("x", "home", "test-1/city").permits(PUB, "test-1/city/home/x/status")
+    # its own prefix, for firmware that publishes where it publishes; nobody else's
+    assert DEVICE.permits(PUB, "city/dev/flood-d1/tele/booth/SENSOR")
+    assert not DEVICE.permits(PUB, "city/dev/flood-d2/tele/booth/SENSOR")
+    assert not DEVICE.permits(PUB, "tele/booth/SENSOR")
 
 
 @pytest.mark.parametrize("device_id", ["+", "#", "a/b", "A1", "", "x" * 65, "a\n", "$share"])
@@ -603,22 +608,22 @@ def test_service_accounts_cannot_publish_beyond_their_service(secured: SecuredBr
 
 @pytest.fixture
 def influx_db(influxd: Influxd, secured: SecuredBroker) -> Iterator[InfluxClient]:
-    client = InfluxClient(InfluxSettings(url=influxd.url, db=f"db-{secured.root}"))
-    client.create_database()
-    yield client
-    client.query(f'DROP DATABASE "{client.settings.db}"', post=True)
-    client.close()
+    with fresh_database(influxd.url, f"db-{secured.root}") as client:
+        yield client
 
 
 @pytest.mark.servers
+@pytest.mark.parametrize(("edge", "device_id"), [("asyncio", "flood-thao-dien"),
+                                                  ("paho", "flood-nguyen-huu-canh")])
 def test_ingest_stores_a_device_reading_and_reports_its_errors_under_its_account(
         secured: SecuredBroker, admin: DynSecAdmin, influx_db: InfluxClient,
-        tmp_path: Path) -> None:
-    root, device_id = secured.root, "flood-thao-dien"  # a city device: ingest knows it
+        tmp_path: Path, edge: str, device_id: str) -> None:
+    root = secured.root  # device_id: a city device, ingest knows it
     credentials = admin.add_device(device_id, "flood")
-    settings = ingest_settings(secured.settings("ingest"), influx_db.settings, tmp_path)
+    settings = ingest_settings(secured.settings("ingest"), influx_db.settings, tmp_path,
+                               edge=edge)
     assert settings.share_group == "ingest"
-    service = IngestService(settings, load_city().registry())
+    service = make_service(settings, load_city().registry())
     service.start()
     try:
         assert service.subscribed.wait(10)

@@ -60,8 +60,8 @@ def environment(service: str) -> dict[str, str]:
 
 
 def test_the_exhibit_has_every_service_with_a_healthcheck() -> None:
-    assert set(SERVICES_) == {"broker-init", "mosquitto", "influxdb", "ingest", "rules", "api",
-                              "simulators", "grafana"}
+    assert set(SERVICES_) == {"broker-init", "mosquitto", "influxdb", "ingest", "ingest-2",
+                              "rules", "api", "simulators", "grafana"}
     for name, service in SERVICES_.items():
         if name == "broker-init":
             assert service["restart"] == "no"  # a one-shot setup step
@@ -161,6 +161,19 @@ def test_healthchecks_read_the_heartbeat_files_the_services_write() -> None:
         assert f"{service}-data:{data}" in SERVICES_[service]["volumes"]
 
 
+def test_a_second_ingest_worker_shares_the_stream_with_its_own_session() -> None:
+    one, two = environment("ingest"), environment("ingest-2")
+    assert SERVICES_["ingest-2"]["profiles"] == ["ingest-workers"]  # started on request
+    assert {k: v for k, v in two.items() if k != "SMARTCITY_INGEST_CLIENT_ID"} == one
+    data = Path(two["SMARTCITY_DATA_DIR"])
+    first = IngestSettings(data_dir=data)  # compose sets no client id: the default
+    second = IngestSettings(data_dir=data, client_id=two["SMARTCITY_INGEST_CLIENT_ID"])
+    assert "SMARTCITY_INGEST_SHARE_GROUP" not in two  # both in the default group
+    assert first.client_id != second.client_id and first.share_group == second.share_group
+    assert _heartbeat("ingest-2") == str(second.state_dir / "heartbeat.json")
+    assert f"ingest-2-data:{data}" in SERVICES_["ingest-2"]["volumes"]
+
+
 def test_influxdb_is_set_up_for_the_v1_api_with_the_credentials_the_services_use() -> None:
     influx = environment("influxdb")
     script = (REPO / "influxdb/init/10-smartcity-v1.sh").read_text()
@@ -232,7 +245,6 @@ def test_docker_compose_parses_the_file_with_a_generated_env(tmp_path: Path) -> 
         f"mqtt://ingest:{values['SMARTCITY_BROKER_INGEST_PASSWORD']}@mosquitto:1883"
     assert services["api"]["environment"]["SMARTCITY_ADMIN_TOKEN"] == \
         values["SMARTCITY_ADMIN_TOKEN"]
-    assert ingest_env["SMARTCITY_INGEST_SHARE_GROUP"] == ""
     # Restarted like `smartcity up` restarts its children: every long-running service comes
     # back after it exits; only the one-shot account set-up does not.
     restart = {name: s.get("restart") for name, s in services.items()}

@@ -193,8 +193,6 @@ def test_decoding_each_domain(topic: str, body: bytes, metrics: dict[str, float]
 
 
 @pytest.mark.parametrize(("body", "field", "message"), [
-    (b'{"seq": 1, "water_level_cm": 2}', "ts", "is required"),
-    (b'{"ts": 1795316645123, "water_level_cm": 2}', "seq", "is required"),
     (payload(water_level_cm="2"), "water_level_cm", "valid number"),
     (payload(water_level_cm=True), "water_level_cm", "valid number"),
     (payload(water_level_cm=-500), "water_level_cm", "greater than or equal"),
@@ -215,6 +213,20 @@ def test_decoding_refuses_with_the_field_named(body: bytes, field: str, message:
         decode("city/flood/f1/telemetry", body)
     problem = next(p for p in e.value.problems if p.field == field)
     assert message in problem.message, problem
+
+
+def test_ts_and_seq_are_optional_a_reading_without_ts_is_stamped_on_arrival() -> None:
+    arrived = 1_795_316_645_123
+    bare = decode("city/home/h1/telemetry", b'{"temperature_c": 29.4, "humidity_pct": 71.2}',
+                  now_ms=arrived)
+    assert (bare.ts_ms, bare.seq) == (arrived, None)
+    assert bare.metrics == {"temperature_c": 29.4, "humidity_pct": 71.2}
+    stamped = decode("city/flood/f1/telemetry", b'{"seq": 1, "water_level_cm": 2}',
+                     now_ms=arrived)
+    counted = decode("city/flood/f1/telemetry", b'{"ts": 1795316600000, "water_level_cm": 2}',
+                     now_ms=arrived)
+    assert (stamped.ts_ms, stamped.seq, counted.ts_ms, counted.seq) == (
+        arrived, 1, 1_795_316_600_000, None)
 
 
 def test_decoding_needs_a_telemetry_topic() -> None:

@@ -5,6 +5,7 @@ explained, rotation and revocation, and the command line."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -249,8 +250,108 @@ def test_the_cli_says_when_the_api_is_unreachable(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "launcher.cli", "devices", "list"], env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 3
-    assert "cannot reach the api" in result.stderr
+    assert "cannot reach the api at http://127.0.0.1:9" in result.stderr
+    # a newcomer learns where the address goes
+    assert "--api URL or SMARTCITY_API_URL=URL" in result.stderr
 
 
 def exhibit_now() -> int:
     return int(time.time() * 1000)
+
+
+def test_the_command_line_registers_a_vendor_format_with_its_settings(exhibit: Exhibit) -> None:
+    added = run_cli(exhibit, "add", "--name", "Ổ cắm Tasmota gian B1", "--domain", "home",
+                    "--lat", "10.78", "--lon", "106.70", "--metric", "power_w",
+                    "--format", "tasmota")
+    assert added.returncode == 0, added.stderr
+    device_id = re.search(r"registered (\S+)", added.stdout).group(1)  # type: ignore[union-attr]
+    assert f"publish:  {exhibit.root}/dev/{device_id}/tele/{device_id}/SENSOR" in added.stdout
+    assert f"FullTopic {exhibit.root}/dev/{device_id}/%prefix%/%topic%/" in added.stdout
+    report = exhibit.device(device_id)
+    assert report["topics"]["native"] == [f"{exhibit.root}/dev/{device_id}/tele/{device_id}/SENSOR"]
+    # the hints name the topic to publish on and the device's own metrics
+    assert any(f"publishes on {exhibit.root}/dev/{device_id}/tele/{device_id}/SENSOR" in h
+               for h in report["hints"]), report["hints"]
+    assert any("This device stores power_w" in h for h in report["hints"]), report["hints"]
+
+
+@pytest.mark.parametrize(("changes", "field", "words"), [
+    ({"format": "lorawan"}, "format", "is not a format"),
+    ({"format": "custom"}, "mapping", "the custom format needs a mapping"),
+    ({"format": "json", "mapping": {"metrics": [{"metric": "water_level_cm",
+                                                 "pointer": "/d"}]}},
+     "mapping", "only it takes one"),
+    ({"format": "custom", "mapping": {"metrics": [{"metric": "water_level_cm", "pointer": "/d",
+                                                   "unit": "furlong"}]}},
+     "mapping", "does not come in 'furlong'"),
+    ({"format": "custom", "mapping": {"metrics": [{"metric": "river_level_cm",
+                                                   "pointer": "/d"}]}},
+     "mapping.metrics.0", "not among the device's metrics"),
+])
+def test_a_registration_with_a_wrong_format_names_the_field(
+        exhibit: Exhibit, changes: dict[str, Any], field: str, words: str) -> None:
+    body: dict[str, Any] = {"name": "Gian C2", "domain": "flood",
+                            "location": {"lat": 10.7769, "lon": 106.7009},
+                            "metrics": ["water_level_cm"], **changes}
+    with exhibit.http() as http:
+        response = http.post("/api/v1/devices", json=body)
+    assert response.status_code == 422, response.text
+    assert field in response.text and words in response.text, response.text
+
+
+def test_the_zigbee2mqtt_answer_is_configuration_yaml_with_a_qr_code(exhibit: Exhibit) -> None:
+    answer = exhibit.register(format="zigbee2mqtt", domain="weather",
+                              metrics=["temperature_c", "humidity_pct"])
+    settings = answer["settings"]
+    device_id, creds = answer["device"]["device_id"], answer["credentials"]
+    assert settings["kind"] == "yaml"
+    assert f'base_topic: "{exhibit.root}/dev/{device_id}"' in settings["text"]
+    assert f'user: "{creds["username"]}"' in settings["text"]
+    assert f'password: "{creds["password"]}"' in settings["text"]
+    assert settings["qr_svg"].startswith("<svg") and "<path" in settings["qr_svg"]
+    assert answer["device"]["format"] == "zigbee2mqtt"
+
+
+def test_a_format_change_applies_to_the_next_message(exhibit: Exhibit) -> None:
+    answer = exhibit.register(domain="weather", metrics=["temperature_c", "humidity_pct"])
+    device_id = answer["device"]["device_id"]
+    prefix = f"{exhibit.root}/dev/{device_id}"
+    with exhibit.http() as http:
+        refused = http.put(f"/api/v1/devices/{device_id}/format", json={"format": "lorawan"})
+        assert refused.status_code == 422 and "is not a format" in refused.text
+        city = http.put("/api/v1/devices/flood-thao-dien/format", json={"format": "json"})
+        assert city.status_code == 409
+        changed = http.put(f"/api/v1/devices/{device_id}/format",
+                           json={"format": "zigbee2mqtt"})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["format"] == "zigbee2mqtt"
+    wait_for(lambda: (d := exhibit.ingest.registry.get(device_id)) is not None
+             and d.format == "zigbee2mqtt", what="ingest to take the new format")
+    with exhibit.connect(answer) as device:
+        assert device.publish(f"{prefix}/terrace/aqara", b'{"temperature": 31.5, "humidity": 60,'
+                                                        b' "linkquality": 99}') == 0
+    exhibit.wait_latest(device_id, "temperature_c", 31.5)
+    assert exhibit.latest(device_id)["humidity_pct"] == 60.0
+
+
+def test_the_command_line_registers_a_custom_mapping_from_a_file(exhibit: Exhibit,
+                                                                 tmp_path: Path) -> None:
+    mapping = tmp_path / "mapping.json"
+    mapping.write_bytes(orjson.dumps({
+        "topic": "data", "metrics": [{"metric": "temperature_c", "pointer": "/env/t_f",
+                                      "unit": "°F"}]}))
+    added = run_cli(exhibit, "--json", "add", "--name", "Trạm đo tự chế", "--domain",
+                    "weather", "--lat", "10.78", "--lon", "106.70", "--metric", "temperature_c",
+                    "--format", "custom", "--mapping", str(mapping))
+    assert added.returncode == 0, added.stderr
+    answer = orjson.loads(added.stdout)
+    device_id = answer["device"]["device_id"]
+    assert answer["settings"]["publishes_on"] == [f"{exhibit.root}/dev/{device_id}/data"]
+    with exhibit.connect(answer) as device:
+        assert device.publish(f"{exhibit.root}/dev/{device_id}/data",
+                              b'{"env": {"t_f": 86.0}}') == 0
+    exhibit.wait_latest(device_id, "temperature_c", 30.0)
+    missing = run_cli(exhibit, "add", "--name", "x", "--domain", "weather", "--lat", "10.78",
+                      "--lon", "106.70", "--metric", "temperature_c", "--format", "custom",
+                      "--mapping", str(tmp_path / "nowhere.json"))
+    assert missing.returncode == 2 and "nowhere.json" in missing.stderr

@@ -40,6 +40,12 @@ DOORS = {
     ("api.routes.replays", "recorder"),
     # the api checks a scenario file before it commands the simulator to run it
     ("api.routes.scenarios", "simulators.scenarios"),
+    # a rules rehearsal reads a recording with the recorder's reader
+    ("rules.rehearsal", "recorder"),
+    # the api rehearses the shipped recordings with the rules' rehearsal
+    ("api.routes.rehearsals", "rules.rehearsal"),
+    ("api.routes.rehearsals", "recorder"),
+    ("api.models.rehearsals", "rules.rehearsal"),
 }
 
 # Who may import ingest at all: its entry point and the backfill.

@@ -176,16 +176,17 @@ REFUSALS: list[tuple[str, bytes, Reason, str]] = [
      "device_id"),
     ("traffic/flood-thao-dien/telemetry", b'{"ts": 1795316645123, "seq": 1, "speed_kmh": 3}',
      Reason.WRONG_DOMAIN, "domain"),
-    ("flood/flood-an-khanh/telemetry", _senml(bn="urn:dev:mac:1:flood-thao-dien:",
-                                              n="water_level_cm", v=1),
-     Reason.OTHER_DEVICE, "[0].bn"),
+    (f"dev/{EXPO}/tele/booth/SENSOR", b'{"AM2301": {"Temperature": 29.4}}',
+     Reason.NATIVE_TOPIC, "topic"),
     ("flood/broken-entry/telemetry", b'{"ts": 1795316645123, "seq": 1, "water_level_cm": 1}',
      Reason.UNSTORABLE, "payload"),
 ]
 # No report can reach a device for these: ingest only subscribes to topics under its root
 # with the telemetry levels, and an invalid id has no errors topic.
+# A publish the broker refused never reaches ingest: its report comes from the broker's log
+# (tests/test_broker_refusals.py).
 UNREPORTABLE = {Reason.OUTSIDE_ROOT, Reason.TOPIC_LEVELS, Reason.TOPIC_KIND,
-                Reason.NOT_TELEMETRY, Reason.INVALID_ID}
+                Reason.NOT_TELEMETRY, Reason.INVALID_ID, Reason.BROKER_REFUSED}
 
 
 def test_every_refusal_reaches_the_device_with_its_reason_code_and_is_stored(

@@ -465,6 +465,32 @@ def test_device_profiles_add_update_and_remove(api: Api, mqtt_settings: MqttSett
         assert "expo-1" not in {r["device_id"] for r in snap["readings"]}
 
 
+def test_a_vendor_devices_own_topics_reach_the_stream_as_readings_and_a_format_change_applies(
+        api: Api, mqtt_settings: MqttSettings) -> None:
+    esp = EXPO.model_copy(update={"device_id": "expo-esp", "site": "expo-esp",
+                                  "format": "esphome",
+                                  "metrics": ("temperature_c", "humidity_pct")})
+    topic = str(profile_topic("expo-esp", api.root))
+    prefix = f"{api.root}/dev/expo-esp"
+    with connect(api.ws_url()) as ws:
+        recv(ws)
+        publish(mqtt_settings, topic, esp.model_dump_json(), retain=True)
+        assert next_of(ws, "device")["action"] == "added"
+        publish(mqtt_settings, f"{prefix}/sensor/booth_temperature/state", b"29.4")
+        reading = next_of(ws, "reading")
+        assert (reading["device_id"], reading["metrics"]) == ("expo-esp", {"temperature_c": 29.4})
+        # reflashed with Tasmota: the new format applies to the next message
+        tasmota = esp.model_copy(update={"format": "tasmota"})
+        publish(mqtt_settings, topic, tasmota.model_dump_json(), retain=True)
+        assert next_of(ws, "device")["action"] == "updated"
+        publish(mqtt_settings, f"{prefix}/tele/expo-esp/SENSOR",
+                b'{"AM2301": {"Temperature": 84.2, "Humidity": 70}, "TempUnit": "F"}')
+        reading = next_of(ws, "reading")
+        assert reading["metrics"] == {"temperature_c": 29.0, "humidity_pct": 70.0}
+        publish(mqtt_settings, topic, b"", retain=True)
+        assert next_of(ws, "device")["action"] == "removed"
+
+
 def test_a_profile_never_replaces_or_removes_a_city_device(api: Api,
                                                            mqtt_settings: MqttSettings) -> None:
     city_device = api.registry.get("flood-thao-dien")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import signal
@@ -205,6 +206,12 @@ def test_cli_record_killed_mid_recording_replays_what_was_flushed(
         wait_for(lambda: len(got) == len(recorded), timeout=5, what="the replayed messages")
     assert [g.payload for g in got] == [as_replayed(r) for r in recorded]
     assert b"finished: %d messages" % len(recorded) in result.stderr
+    # Never closed, yet sound: every frame up to the last fsync reads back.
+    info = subprocess.run([sys.executable, "-m", "recorder", "replay", str(out), "--info"],
+                          env=env, capture_output=True, text=True, timeout=30)
+    assert info.returncode == 0, info.stdout + info.stderr
+    assert "status    sound" in info.stdout and "closed    no:" in info.stdout
+    assert f"messages  {len(recorded)}" in info.stdout
 
 
 def test_cli_record_stops_cleanly_on_sigterm(
@@ -233,6 +240,7 @@ def test_cli_record_stops_cleanly_on_sigterm(
         b'{"state":"online"}', b'{"seq": 0}', b'{"seq": 1}', b'{"seq": 2}']
     with RecordingReader(out) as reader:
         assert reader.header.filters == (f"{root}/flood/+/telemetry", f"{root}/flood/+/status")
+        assert reader.closed is not None and reader.closed[0] == 4
 
 
 def test_truncated_file_replays_up_to_the_last_complete_frame(
@@ -246,7 +254,8 @@ def test_truncated_file_replays_up_to_the_last_complete_frame(
         status = Replayer(tmp_path / "cut.screc", mqtt_settings,
                           ReplayOptions(speed=None)).run()
         assert status.state == "finished" and status.sent == 20
-        assert any("truncated tail" in p for p in status.problems)
+        assert any("truncated" in p for p in status.problems)
+        assert status.lost == "15 records lost (1 damaged stretch)"
         wait_for(lambda: len(got) == 20, timeout=5, what="the 20 complete messages")
     assert [g.payload for g in got] == [as_replayed(r) for r in records[:20]]
 
@@ -353,19 +362,24 @@ def test_replayer_runs_in_the_background_and_stops(mqtt_settings: MqttSettings,
     assert replayer.status().state == "stopped" and time.monotonic() - started < 2
 
 
-def test_into_influx_stores_replayed_points(
+def test_into_influx_stores_replayed_points_ending_now(
         influx_settings: InfluxSettings, influx: InfluxClient, subprocess_env: dict[str, str],
         tmp_path: Path) -> None:
     devices = [d.device_id for d in load_city().registry() if d.domain.value == "flood"]
+    # A sped-up simulation recorded a week ago: 40 readings a simulated minute apart, arriving
+    # 10 ms apart, stating times a day ahead of their arrival.
     t0 = time.time_ns() - WEEK_MS * MS
-    records = [telemetry("city", i, t0 + i * 1000 * MS, device=devices[i % len(devices)])
-               for i in range(40)]
+    sim0 = t0 + 24 * 3600 * 10**9
+    records = [telemetry("city", i, sim0 + i * 60 * 10**9, device=devices[i % len(devices)])
+               ._replace(arrival_ns=t0 + i * 10 * MS) for i in range(40)]
     records += [Record(t0, "city/flood/nope/telemetry", b'{"ts":1,"seq":1}'),
                 Record(t0, "city/flood/f1/status", b'{"state":"online"}', retain=True),
                 telemetry("city", 99, t0, device="unknown-device")]
     write_recording(tmp_path / "r.screc", sorted(records, key=lambda r: r.arrival_ns))
+    # No broker setting is read: a broken one does not matter.
     env = {**subprocess_env, "SMARTCITY_INFLUX_URL": influx_settings.url,
-           "SMARTCITY_INFLUX_DB": influx_settings.db, "PYTHONPATH": str(REPO)}
+           "SMARTCITY_INFLUX_DB": influx_settings.db, "PYTHONPATH": str(REPO),
+           "SMARTCITY_MQTT_URL": "not a broker"}
     result = subprocess.run([sys.executable, "-m", "recorder", "replay", str(tmp_path / "r.screc"),
                              "--into-influx", "--rebase-time"], env=env, capture_output=True,
                             timeout=60)
@@ -374,8 +388,128 @@ def test_into_influx_stores_replayed_points(
     rows = influx.query("SELECT count(water_level_cm) FROM flood WHERE source = 'replayed' "
                         "AND time > now() - 1h")[0].rows()
     assert rows[0]["count"] == 40
+    first = influx.query("SELECT first(water_level_cm) FROM flood")[0].rows()[0]
     last = influx.query("SELECT last(water_level_cm) FROM flood")[0].rows()[0]
-    assert abs(last["time"] / 1000 - time.time()) < 30  # the last reading rebased to now
+    # The last reading's stated time lands at now, the first 39 simulated minutes before.
+    assert abs(last["time"] / 1000 - time.time()) < 30
+    assert last["time"] - first["time"] == 39 * 60 * 1000
+
+
+def test_into_influx_shows_progress_like_a_replay(
+        influx_settings: InfluxSettings, influx: InfluxClient, tmp_path: Path) -> None:
+    from ingest.judge import Judge
+    from recorder.backfill import Backfill
+    from recorder.progress import Progress
+
+    devices = [d.device_id for d in load_city().registry() if d.domain.value == "flood"]
+    t0 = time.time_ns() - 3600 * 10**9
+    write_recording(tmp_path / "r.screc", [
+        telemetry("city", i, t0 + i * 10**9, device=devices[i % len(devices)])
+        for i in range(30)])
+    job = Backfill(tmp_path / "r.screc", Judge(load_city().registry(), "city", 16_384), influx,
+                   Selection(), batch_size=7)
+    screen = io.StringIO()
+    progress = Progress(job, screen, tty=True)
+    progress.start()
+    job.run()
+    progress.close()
+    assert screen.getvalue().endswith("\n")
+    last_bar = screen.getvalue().rsplit("\r", 1)[-1]
+    assert last_bar.startswith("[########################] 100%") and "stored 30" in last_bar
+
+
+def test_into_influx_names_a_missing_database_at_once(
+        influx_settings: InfluxSettings, subprocess_env: dict[str, str], tmp_path: Path) -> None:
+    t0 = time.time_ns()
+    write_recording(tmp_path / "r.screc", [telemetry("city", i, t0 + i * MS) for i in range(3)])
+    env = {**subprocess_env, "SMARTCITY_INFLUX_URL": influx_settings.url,
+           "SMARTCITY_INFLUX_DB": "no-such-db", "PYTHONPATH": str(REPO)}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "recorder", "replay", str(tmp_path / "r.screc"),
+                             "--into-influx"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "InfluxDB has no database 'no-such-db'" in result.stderr, result.stderr
+    assert "retrying" not in result.stderr and time.monotonic() - started < 20
+
+
+def test_info_and_replay_of_a_damaged_recording_say_what_was_lost(
+        mqtt_settings: MqttSettings, subprocess_env: dict[str, str], tmp_path: Path,
+        root: str) -> None:
+    t0 = time.time_ns()
+    records = [telemetry(root, i, t0 + i * MS) for i in range(40)]
+    ends = write_recording(tmp_path / "r.screc", records, per_frame=10)
+    data = bytearray((tmp_path / "r.screc").read_bytes())
+    data[ends[1] + 60] ^= 0x01  # inside the second frame's body
+    data[ends[2] + 9] ^= 0x01  # the third frame's header
+    (tmp_path / "bad.screc").write_bytes(data)
+    env = {**subprocess_env, "SMARTCITY_MQTT_URL": mqtt_settings.url, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "recorder", "replay", str(tmp_path / "bad.screc")]
+    info = subprocess.run([*cmd, "--info"], env=env, capture_output=True, text=True, timeout=30)
+    assert info.returncode == 1, info.stdout + info.stderr
+    assert "status    DAMAGED: 20 records lost" in info.stdout
+    assert "messages  20" in info.stdout
+    remap = ["--speed", "max", "--remap", f"{root}={root}-r"]
+    with collecting(mqtt_settings, f"{root}-r/#") as got:
+        replayed = subprocess.run([*cmd, *remap], env=env, capture_output=True, text=True,
+                                  timeout=30)
+        assert replayed.returncode == 1, replayed.stderr
+        assert "20 records lost (2 damaged stretches) were skipped" in replayed.stderr
+        skipped = subprocess.run([*cmd, *remap, "--skip-damaged"], env=env,
+                                 capture_output=True, text=True, timeout=30)
+        assert skipped.returncode == 0, skipped.stderr
+        assert "20 records lost" in skipped.stderr
+        wait_for(lambda: len(got) == 40, timeout=5, what="two replays of 20 messages")
+    assert [g.payload for g in got[:20]] == [as_replayed(r) for r in records[:10] + records[30:]]
+
+
+def test_info_counts_exactly_what_a_file_cut_in_half_lost(
+        subprocess_env: dict[str, str], tmp_path: Path) -> None:
+    t0 = time.time_ns()
+    write_recording(tmp_path / "r.screc", [telemetry("city", i, t0 + i * MS)
+                                           for i in range(5000)], per_frame=333)
+    data = (tmp_path / "r.screc").read_bytes()
+    (tmp_path / "half.screc").write_bytes(data[:len(data) // 2])
+    with RecordingReader(tmp_path / "half.screc") as reader:
+        readable = reader.summary().records
+    env = {**subprocess_env, "PYTHONPATH": str(REPO)}
+    info = subprocess.run([sys.executable, "-m", "recorder", "replay",
+                           str(tmp_path / "half.screc"), "--info"], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert info.returncode == 1
+    assert f"status    DAMAGED: {5000 - readable:,} records lost" in info.stdout, info.stdout
+    assert "closed    yes, with 5,000 records in 16 frames" in info.stdout
+
+
+def test_into_influx_of_a_damaged_recording_says_what_was_lost(
+        influx_settings: InfluxSettings, subprocess_env: dict[str, str], tmp_path: Path) -> None:
+    device = next(d.device_id for d in load_city().registry() if d.domain.value == "flood")
+    t0 = time.time_ns() - 3600 * 10**9
+    ends = write_recording(tmp_path / "r.screc", [
+        telemetry("city", i, t0 + i * 10**9, device=device) for i in range(30)], per_frame=10)
+    data = bytearray((tmp_path / "r.screc").read_bytes())
+    data[ends[1] + 60] ^= 0x01  # the second frame's body
+    (tmp_path / "bad.screc").write_bytes(data)
+    env = {**subprocess_env, "SMARTCITY_INFLUX_URL": influx_settings.url,
+           "SMARTCITY_INFLUX_DB": influx_settings.db, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "recorder", "replay", str(tmp_path / "bad.screc"),
+           "--into-influx"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "20 points stored" in result.stderr
+    assert "damaged: 10 records lost (1 damaged stretch) were skipped" in result.stderr
+    tolerated = subprocess.run([*cmd, "--skip-damaged"], env=env, capture_output=True,
+                               text=True, timeout=60)
+    assert tolerated.returncode == 0 and "10 records lost" in tolerated.stderr
+
+
+def test_info_into_a_closed_pipe_is_quiet(subprocess_env: dict[str, str]) -> None:
+    env = {**subprocess_env, "PYTHONPATH": str(REPO)}
+    path = REPO / "recorder" / "recordings" / "king-tide-storm.screc"
+    for _ in range(3):  # the pipe closes at a different point each time
+        result = subprocess.run(f"'{sys.executable}' -m recorder replay '{path}' --info | "
+                                "head -1", shell=True, env=env, capture_output=True, text=True,
+                                timeout=30)
+        assert result.stdout.startswith("file") and result.stderr == ""
 
 
 def test_python_m_recorder_help() -> None:

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import struct
+import zlib
 from pathlib import Path
 
 import pytest
 
 from recorder.fileformat import (
+    CLOSE_SLOT_SIZE,
+    CRC,
+    FILE_HEAD,
     FRAME_HEADER_SIZE,
+    FRAME_HEADS,
     MAGIC,
     Header,
     Record,
     RecordingError,
-    RecordingReader,
     RecordingWriter,
-    read_all,
+    encode_frame,
 )
+from recorder.reading import RecordingReader, read_all
 from recorder.selection import Remap, Selection, TimePoint, select
 from smartcity.durations import parse_duration
 from smartcity.errors import ContractError
@@ -77,37 +82,112 @@ def test_refuses_to_overwrite(tmp_path: Path) -> None:
         RecordingWriter(tmp_path / "r.screc", Header(started_ns=T0))
 
 
-def test_truncated_anywhere_reads_every_complete_frame(tmp_path: Path) -> None:
+def unclosed(data: bytes) -> bytes:
+    """``data`` as a recorder killed before closing would have left it: no close slot."""
+    at = data.index(b"SCCLOSED")
+    return data[:at] + bytes(CLOSE_SLOT_SIZE) + data[at + CLOSE_SLOT_SIZE:]
+
+
+def test_truncated_anywhere_reads_every_complete_frame_and_counts_the_loss(
+        tmp_path: Path) -> None:
     records = make_records(50)
     ends = write(tmp_path / "full.screc", records)
     data = (tmp_path / "full.screc").read_bytes()
     cuts = {ends[0], ends[0] + 3, ends[0] + FRAME_HEADER_SIZE - 1, ends[0] + FRAME_HEADER_SIZE,
             ends[1] + 1, (ends[1] + ends[2]) // 2, ends[2], ends[3] - 1, len(data) - 1, len(data)}
     for cut in sorted(cuts):
+        complete = sum(1 for end in ends[1:] if end <= cut)
+        # Closed cleanly, then cut: the close slot says exactly what is missing.
         path = tmp_path / f"cut{cut}.screc"
         path.write_bytes(data[:cut])
-        complete = sum(1 for end in ends[1:] if end <= cut)
         with RecordingReader(path) as reader:
-            got = list(reader)
-            assert got == records[:10 * complete], f"cut at {cut}"
-            assert bool(reader.problems) == (cut not in ends), f"cut at {cut}"
+            assert list(reader) == records[:10 * complete], f"cut at {cut}"
+            summary = reader.summary()
+        assert summary.lost() == (50 - 10 * complete, True), f"cut at {cut}"
+        assert summary.sound == (cut == len(data)), f"cut at {cut}"
+        # Never closed (killed mid-recording): sound up to the last complete frame.
+        path = tmp_path / f"open{cut}.screc"
+        path.write_bytes(unclosed(data)[:cut])
+        with RecordingReader(path) as reader:
+            assert list(reader) == records[:10 * complete], f"cut at {cut}"
+            summary = reader.summary()
+        assert summary.sound and summary.closed is None, f"cut at {cut}"
+        assert [d.kind for d in summary.damage] == ([] if cut in ends else ["unfinished"])
 
 
-def test_a_damaged_frame_is_skipped(tmp_path: Path) -> None:
+def test_a_file_never_closed_is_sound_up_to_its_last_complete_frame_whatever_follows(
+        tmp_path: Path) -> None:
     records = make_records(30)
     ends = write(tmp_path / "r.screc", records)
-    data = bytearray((tmp_path / "r.screc").read_bytes())
+    data = unclosed((tmp_path / "r.screc").read_bytes())
+    # After a power loss the file may end in zeros or in a header that was half written.
+    for tail in (bytes(4096), data[ends[2]:ends[2] + FRAME_HEADER_SIZE - 5] + bytes(5)):
+        (tmp_path / "lost.screc").write_bytes(data[:ends[2]] + tail)
+        with RecordingReader(tmp_path / "lost.screc") as reader:
+            assert list(reader) == records[:20]
+            summary = reader.summary()
+        assert summary.sound and [d.kind for d in summary.damage] == ["unfinished"]
+
+
+def test_damaged_frames_are_skipped_and_their_records_counted(tmp_path: Path) -> None:
+    records = make_records(50)
+    ends = write(tmp_path / "r.screc", records)
+    clean = (tmp_path / "r.screc").read_bytes()
+    data = bytearray(clean)
     data[ends[1] + FRAME_HEADER_SIZE + 5] ^= 0xFF  # the second frame's body
     (tmp_path / "body.screc").write_bytes(data)
     with RecordingReader(tmp_path / "body.screc") as reader:
         assert list(reader) == records[:10] + records[20:]
         assert any("damaged frame" in p for p in reader.problems)
-    data = bytearray((tmp_path / "r.screc").read_bytes())
+        assert reader.summary().lost() == (10, True)
+    data = bytearray(clean)
     data[ends[0] + 6] ^= 0xFF  # the first frame's header: found again at the next sync
+    data[ends[1] + 6] ^= 0xFF  # and the second's: one stretch of 20 records
+    data[ends[3] + FRAME_HEADER_SIZE + 2] ^= 0xFF  # the fourth frame's body
     (tmp_path / "head.screc").write_bytes(data)
     with RecordingReader(tmp_path / "head.screc") as reader:
-        assert list(reader) == records[10:]
+        assert list(reader) == records[20:30] + records[40:]
         assert any("damaged data" in p for p in reader.problems)
+        summary = reader.summary()
+    assert summary.lost() == (30, True) and not summary.sound
+    assert (summary.records, summary.frames) == (20, 2)
+    # The same damage in a file that was never closed, cut inside the last frame: the loss
+    # in the middle is still exact, the unfinished write is not a loss.
+    (tmp_path / "both.screc").write_bytes(unclosed(bytes(data))[:-3])
+    with RecordingReader(tmp_path / "both.screc") as reader:
+        summary = reader.summary()
+    assert summary.lost() == (30, True)
+    assert [d.kind for d in summary.damage] == ["corrupt", "corrupt", "unfinished"]
+
+
+def write_version_1(path: Path, records: list[Record], per_frame: int = 10) -> None:
+    """A recording as the version 1 writer made it: no close slot, no ``before``."""
+    header = Header(started_ns=T0, root="city").to_json()
+    body = FILE_HEAD.pack(1, len(header)) + header
+    out = [MAGIC, body, CRC.pack(zlib.crc32(body))]
+    for i in range(0, len(records), per_frame):
+        frame = encode_frame(records[i:i + per_frame])  # version 2, then made version 1:
+        head = FRAME_HEADS[2].unpack(frame[:FRAME_HEADS[2].size])
+        v1 = FRAME_HEADS[1].pack(*head[:6], head[7])  # without ``before``
+        out += [v1, CRC.pack(zlib.crc32(v1)), frame[FRAME_HEADER_SIZE:]]
+    path.write_bytes(b"".join(out))
+
+
+def test_version_1_files_are_still_read(tmp_path: Path) -> None:
+    records = make_records(45)
+    write_version_1(tmp_path / "v1.screc", records)
+    with RecordingReader(tmp_path / "v1.screc") as reader:
+        assert reader.version == 1
+        assert list(reader) == records
+        summary = reader.summary()
+    assert summary.sound and summary.closed is None and summary.records == 45
+    data = (tmp_path / "v1.screc").read_bytes()
+    (tmp_path / "cut.screc").write_bytes(data[:len(data) // 2])
+    with RecordingReader(tmp_path / "cut.screc") as reader:
+        summary = reader.summary()
+    lost, exact = summary.lost()
+    assert not summary.sound and not exact and lost > 0  # a lower bound: v1 has no total
+    assert "at least" in summary.problems[0]
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -116,6 +196,7 @@ def test_a_damaged_frame_is_skipped(tmp_path: Path) -> None:
     (MAGIC + b"\x01\x00", "ends inside its header"),
     (MAGIC + struct.pack("<HI", 9, 2) + b"{}" + b"\0" * 4, "format version 9"),
     (MAGIC + struct.pack("<HI", 1, 2) + b"{}" + b"\0" * 4, "damaged"),
+    (MAGIC + struct.pack("<HI", 2, 2) + b"{}" + b"\0" * 4, "ends inside its header"),
 ])
 def test_not_a_recording(tmp_path: Path, content: bytes, message: str) -> None:
     (tmp_path / "bad").write_bytes(content)

@@ -22,6 +22,7 @@ from rules.service import RulesService
 from rules.settings import RulesSettings
 from smartcity.alerts import Alert, AlertLevel, AlertState, decode_alert
 from smartcity.city import load_city
+from smartcity.formats.profile import CustomMapping
 from smartcity.models import Source, format_ts
 from smartcity.registry import DeviceInfo, Registry
 from smartcity.settings import InfluxSettings, MqttSettings
@@ -199,6 +200,33 @@ def test_an_exhibitors_device_raises_a_flood_alert(
     assert (alert.device_id, alert.site, alert.source) == ("expo-water-7", "booth-7", Source.LIVE)
     assert alert.title_en == "Flooding at Booth 7 water sensor: 25 cm"
     wait_for(lambda: stored(influx), what="the booth's alert point")
+
+
+def test_a_custom_format_device_raises_a_flood_alert_from_its_own_topic(
+        mqtt_settings: MqttSettings, influx: InfluxClient, tmp_path: Path) -> None:
+    mapping = CustomMapping.model_validate({
+        "topic": "gauge", "metrics": [{"metric": "water_level_cm", "pointer": "/depth_m",
+                                       "unit": "m"}],
+        "time": {"pointer": "/at", "format": "epoch_ms"}})
+    booth = DeviceInfo(device_id="expo-gauge-8", domain="flood", name="Thước đo gian 8",
+                       name_en="Booth 8 gauge", ward="sai-gon", site="booth-8", lat=10.77,
+                       lon=106.70, source=Source.LIVE, metrics=("water_level_cm",),
+                       format="custom", mapping=mapping)
+    registry = Registry([*load_city().registry(), booth])
+    settings = rules_settings(mqtt_settings, influx.settings, tmp_path)
+    with collecting(mqtt_settings, f"{mqtt_settings.root}/alerts/#") as got, \
+            running_rules(settings, registry=registry):
+        client = connect(mqtt_settings)
+        for minute, metres in enumerate([0, 0.25, 0.25, 0.25]):
+            client.publish(f"{mqtt_settings.root}/dev/expo-gauge-8/gauge",
+                           orjson.dumps({"depth_m": metres, "at": BASE + minute * MIN}),
+                           qos=1).wait_for_publish(10)
+        client.disconnect()
+        client.loop_stop()
+        wait_for(lambda: states(got) == [(R, W)], what="the gauge's alert")
+    (alert,) = alerts_in(got)
+    assert (alert.device_id, alert.source) == ("expo-gauge-8", Source.LIVE)
+    assert alert.title_en == "Flooding at Booth 8 gauge: 25 cm"
 
 
 def test_alerts_wait_on_disk_while_influxdb_is_down(

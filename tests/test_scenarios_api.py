@@ -4,6 +4,7 @@ admin token, through a real Mosquitto to a running simulator."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -135,11 +136,14 @@ def test_the_exhibit_floor_runs_the_storm_through_the_api(client: TestClient,
     accepted = response.json()
     assert accepted["command"] == "scenario/start"
     assert accepted["topic"] == f"{mqtt_settings.root}/control/scenario/start"
-    assert accepted["payload"] == {"name": "king-tide-storm", "id": accepted["id"]}
+    # started from the exhibit floor: the exhibit clock, readings stamped with the wall clock
+    assert accepted["payload"] == {"name": "king-tide-storm", "clock": "exhibit",
+                                   "id": accepted["id"]}
     state = simulation_where(lambda s: s["last_command"] and
                              s["last_command"]["id"] == accepted["id"],
                              "the simulator to apply the command")
     assert state["scenario"] == "king-tide-storm"
+    assert state["clock"] == "exhibit"
     assert state["last_command"]["ok"] is True
     assert parse_ts(state["scenario_ends"]) - parse_ts(state["scenario_started"]) == \
         14 * 3_600_000
@@ -154,6 +158,22 @@ def test_the_exhibit_floor_runs_the_storm_through_the_api(client: TestClient,
     assert client.post("/api/v1/simulation/resume", headers=ADMIN).status_code == 202
     wait_for(lambda: not simulation()["paused"], what="the resume")
     assert client.post("/api/v1/scenarios/stop", headers=ADMIN).status_code == 202
-    wait_for(lambda: simulation()["scenario"] is None, what="the scenario to stop")
+    simulation_where(lambda s: s["scenario"] is None and s["sim_time_now"] and
+                     s["speed"] == 1, "the scenario to stop")
     listed = client.get("/api/v1/scenarios").json()["simulation"]
     assert listed["running"] is True and listed["scenario"] is None
+    # The simulator began in 2025 (a seeded start); stopping on the exhibit clock brought
+    # the city back to now, at speed 1.
+    assert listed["speed"] == 1
+    assert abs(parse_ts(listed["sim_time_now"]) - int(time.time() * 1000)) < 60_000
+
+    # The reset: from a fast clock back to now.
+    assert client.post("/api/v1/simulation/speed", json={"speed": 600},
+                       headers=ADMIN).status_code == 202
+    wait_for(lambda: simulation()["speed"] == 600, what="the new speed")
+    reset = client.post("/api/v1/simulation/reset", headers=ADMIN)
+    assert reset.status_code == 202 and reset.json()["topic"].endswith("/control/clock/reset")
+    back = simulation_where(lambda s: s["last_command"] and s["sim_time_now"] and
+                            s["last_command"]["id"] == reset.json()["id"], "the reset")
+    assert back["speed"] == 1 and back["scenario"] is None
+    assert abs(parse_ts(back["sim_time_now"]) - int(time.time() * 1000)) < 60_000

@@ -101,7 +101,7 @@ def test_the_clock_runs_at_its_speed_pauses_and_resumes_without_jumps() -> None:
     (Command.START, "r/city/control/scenario/start"),
     (Command.STOP, "r/city/control/scenario/stop"),
     (Command.SPEED, "r/city/control/speed"), (Command.PAUSE, "r/city/control/pause"),
-    (Command.RESUME, "r/city/control/resume")])
+    (Command.RESUME, "r/city/control/resume"), (Command.RESET, "r/city/control/clock/reset")])
 def test_command_topics(command: Command, topic: str) -> None:
     assert str(command_topic(command, "r/city")) == topic
     assert str(state_topic("r/city")) == "r/city/control/state"

@@ -275,10 +275,15 @@ def test_smartcity_up_uses_the_servers_it_is_given(
     env = dict(subprocess_env, SMARTCITY_MQTT_URL=mosquitto.url, SMARTCITY_MQTT_ROOT=root,
                SMARTCITY_INFLUX_URL=influxd.url, SMARTCITY_INFLUX_DB=db,
                SMARTCITY_INGEST_CLIENT_ID=f"ingest-{root}")
-    with smartcity_up(tmp_path, env) as stack:
+    with smartcity_up(tmp_path, env, "--ingest-workers", "2") as stack:
         wait_for(lambda: "smartcity is up" in stack.output() or stack.proc.poll() is not None,
                  timeout=60, what="smartcity up")
         assert f"broker     {mosquitto.url}" in stack.output()
+        # Two ingest workers, each with its own persistent session, in one share group.
+        workers = [int(pid) for pid in re.findall(r"started ingest \(pid (\d+)\)",
+                                                  stack.output())]
+        assert sorted(environ_of(pid)["SMARTCITY_INGEST_CLIENT_ID"] for pid in workers) == [
+            f"ingest-{root}", f"ingest-{root}-2"]
         assert not (stack.data_dir / "mosquitto").exists()
         assert not (stack.data_dir / "influxdb").exists()
         influx = InfluxClient(InfluxSettings(url=influxd.url, db=db))

@@ -55,6 +55,23 @@ const LABELS = {
   state_nodata: ["chưa có dữ liệu", "no data yet"],
   warningAt: ["cảnh báo", "warning"],
   power: ["Điện", "Power"],
+  phoneTitle: ["Thành phố trực tuyến", "The live city"],
+  storyTime: ["Giờ trong câu chuyện", "Story time"],
+  datumShort: ["mốc Hòn Dấu", "Hòn Dấu datum"],
+  onPhone: ["Xem trên điện thoại", "On your phone"],
+  onPhoneHint: ["Quét mã để theo dõi thành phố", "Scan to follow the city"],
+  story_day: ["Một ngày bình thường: giao thông, thời tiết và con nước theo nhịp sống hằng ngày.",
+              "An ordinary day: traffic, weather and the river follow the city's daily rhythm."],
+  story_tide: ["Triều cường dâng cao trên sông Sài Gòn, cống thoát nước chậm lại.",
+               "A king tide rises on the Saigon River; the drains slow down."],
+  story_storm: ["Mưa lớn gặp triều cường: nước không thoát kịp, đường phố ngập.",
+                "A downpour meets the king tide: the water cannot drain, streets flood."],
+  story_recovery: ["Mưa tạnh, triều rút: nước rút dần, giao thông trở lại.",
+                   "The rain stops, the tide ebbs: the water recedes, traffic returns."],
+  silentSince: ["cảm biến im lặng từ {time}", "sensor silent since {time}"],
+  atLevelFor: ["ở mức này {duration}", "at this level for {duration}"],
+  tideDatum: ["trên mốc Hòn Dấu · báo động 1: {alarm} cm",
+              "above the Hòn Dấu datum · alarm 1: {alarm} cm"],
 };
 
 const SCENARIOS = {

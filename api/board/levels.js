@@ -1,5 +1,9 @@
 // How a value looks on the board: congestion of a road, depth of a flood site, air in a home.
 
+// The river's alarm levels at Phú An, in cm above the national datum (Hòn Dấu), as the
+// southern hydro-meteorological station issues them (the city file's levels use the same).
+export const TIDE_ALARMS_CM = [150, 160, 170];
+
 // Under these speeds a segment is jammed, as the traffic-jam warning has it.
 const JAM_KMH = 15;
 

@@ -1,13 +1,12 @@
 // Everything around the map: the header (scenario, simulated time, connection), the side
-// panels (weather, river, whole-city figures, exhibitors' devices) and the alert ticker.
+// panels (weather, river, whole-city figures, exhibitors' devices) (the alert ticker is ticker.js).
 
 import { clock, metricLabel, nameOf, num, scenarioName, t, unit } from "./i18n.js";
 import { congestion, depth } from "./levels.js";
 
 const MAX_EXHIBITORS = 5;
-const TICKER_PX_PER_S = 90;
 
-function h(tag, attrs = {}, ...children) {
+export function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k === "class") node.className = v;
@@ -39,7 +38,10 @@ export function renderHeader(store, now, connection) {
 
   const simMs = store.simTime(now);
   const simtime = document.getElementById("simtime");
-  setText(simtime.querySelector(".chip-label"), t("simTime"));
+  // On the exhibit clock the readings carry the wall clock's time and the story's time is
+  // shown beside it; on the engineers' clock it is the readings' own time.
+  setText(simtime.querySelector(".chip-label"),
+          t(sim?.clock === "exhibit" ? "storyTime" : "simTime"));
   setText(simtime.querySelector(".chip-value"), simMs === null ? "–" : clock(simMs));
   simtime.dataset.ms = simMs === null ? "" : String(Math.floor(simMs / 1000) * 1000);
 
@@ -137,37 +139,4 @@ export function renderSide(store, map, now, staleMs) {
   }
   document.getElementById("exhibitors-body").replaceChildren(
     rows.length ? h("ul", {}, ...rows) : h("p", { class: "empty" }, t("noExhibitors")));
-}
-
-export function renderTicker(store) {
-  const alerts = store.activeAlerts();
-  const en = document.documentElement.lang === "en";
-  const track = document.getElementById("ticker-track");
-  const count = document.getElementById("alert-count");
-  count.textContent = String(alerts.length);
-  count.dataset.count = String(alerts.length);
-  const items = alerts.map((a) => h("div", { class: "alert", "data-alert": a.alert_id,
-                                             "data-level": a.level },
-    h("span", { class: "alert-level" }, t(`level_${a.level}`)),
-    h("span", { class: "alert-title" }, en ? a.title_en : a.title_vi),
-    h("span", { class: "alert-message" }, en ? a.message_en : a.message_vi)));
-  track.classList.remove("scrolling");
-  track.style.removeProperty("--ticker-duration");
-  if (!items.length) {
-    track.replaceChildren(h("div", { class: "alert none" }, t("noAlerts")));
-    return;
-  }
-  track.replaceChildren(...items);
-  const box = track.parentElement;
-  if (track.scrollWidth > box.clientWidth) {
-    // Too many to show at once: the strip scrolls, a copy behind it closes the loop.
-    for (const item of items) {
-      const copy = item.cloneNode(true);
-      copy.setAttribute("aria-hidden", "true");
-      copy.dataset.copy = "1";
-      track.append(copy);
-    }
-    track.style.setProperty("--ticker-duration", `${track.scrollWidth / 2 / TICKER_PX_PER_S}s`);
-    track.classList.add("scrolling");
-  }
 }

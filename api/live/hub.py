@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from api.link import MqttLink
@@ -54,16 +54,24 @@ from api.live.wire import (
     status_event,
 )
 from smartcity.alerts import AlertState, decode_alert
-from smartcity.codec import Reading, decode_message, decode_status
+from smartcity.codec import Reading, decode_status
 from smartcity.control import STOPPED, decode_state, state_topic
 from smartcity.errors import ContractError, FieldProblem
+from smartcity.formats.decoding import decode_device_message
 from smartcity.ids import check_id
 from smartcity.logs import truncate
 from smartcity.models import Source
 from smartcity.profiles import Change, apply_profile, decode_profile
 from smartcity.registry import DeviceInfo, Registry
 from smartcity.settings import LiveSettings
-from smartcity.topics import TopicFilter, check_domain, parse_device_topic, profile_filter
+from smartcity.topics import (
+    NATIVE_LEVEL,
+    TopicFilter,
+    check_domain,
+    native_filter,
+    parse_device_topic,
+    profile_filter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +79,11 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def decode_readings(topic: str, payload: bytes, root: str, received_ms: int) -> list[Reading]:
+def decode_readings(topic: str, payload: bytes, root: str, received_ms: int,
+                    registry: Registry) -> list[Reading]:
     """The one place the live stream decodes telemetry, so the codec's entry point can change
     here alone."""
-    return decode_message(topic, payload, root, now_ms=received_ms)
+    return decode_device_message(topic, payload, registry, root, now_ms=received_ms).readings
 
 
 FORGET = "forget"
@@ -108,6 +117,7 @@ class LiveHub:
         self.edge = edge
         self.root = edge.settings.root
         self._prefix = self.root + "/"
+        self._native = f"{self.root}/{NATIVE_LEVEL}/"
         self._state_topic = str(state_topic(self.root))
         self._inbox: deque[Event] = deque()
         # Telemetry waits here undecoded until the next tick: every message, in order, up to
@@ -142,6 +152,7 @@ class LiveHub:
         self.connections = 0
         self.dropped_clients = 0
         self._coalesced = 0
+        self.on_reading: Callable[[Reading], None] | None = None  # the api's latest values
         edge.follow(self.filters(), self.receive)
 
     def filters(self) -> list[tuple[TopicFilter, int]]:
@@ -150,6 +161,7 @@ class LiveHub:
         root = self.root
         return [(TopicFilter(f"{root}/+/+/telemetry"), 0),
                 (TopicFilter(f"{root}/+/+/telemetry/+"), 0),
+                (native_filter(root), 0),
                 (TopicFilter(f"{root}/alerts/+/+"), 1),
                 (profile_filter(root), 1)]
 
@@ -157,7 +169,8 @@ class LiveHub:
 
     def receive(self, topic: str, payload: bytes, retained: bool) -> None:
         self.received += 1
-        if "/telemetry" in topic and topic.startswith(self._prefix):
+        if ("/telemetry" in topic and topic.startswith(self._prefix)) \
+                or topic.startswith(self._native):
             with self._pending_lock:
                 if len(self._pending) < self.settings.decode_per_tick:
                     self._pending.append((topic, payload, now_ms()))
@@ -198,7 +211,7 @@ class LiveHub:
             return self._alert(topic, levels, payload)
         if levels[0] == "devices":
             return self._profile(topic, payload)
-        if len(levels) >= 3 and levels[2] == "telemetry":
+        if (len(levels) >= 3 and levels[2] == "telemetry") or levels[0] == NATIVE_LEVEL:
             return self._telemetry(topic, payload, received)
         if len(levels) == 3 and levels[2] == "status":
             return self._status(topic, payload)
@@ -217,7 +230,8 @@ class LiveHub:
     def _telemetry(self, topic: str, payload: bytes, received: int | None = None) -> list[Event]:
         received = now_ms() if received is None else received
         out = []
-        for reading in decode_readings(topic, payload, self.root, received):
+        readings = decode_readings(topic, payload, self.root, received, self.registry)
+        for reading in readings:
             device = self.registry.get(reading.device_id)
             if device is None:
                 raise ContractError("unknown device", [FieldProblem(
@@ -230,6 +244,9 @@ class LiveHub:
                 raise ContractError("undeclared metric", [FieldProblem(
                     ", ".join(sorted(undeclared)), "was not declared at registration")])
             out.append(reading_event(reading, topic, received))
+        if self.on_reading is not None:
+            for reading in readings:
+                self.on_reading(reading)
         self.readings += len(out)
         return out
 

@@ -9,6 +9,8 @@ from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
 from api.models.base import ApiModel, Timestamp
 from api.models.sensors import Location, SensorStatus
+from smartcity.formats import format_names
+from smartcity.formats.profile import CustomMapping
 from smartcity.ids import Id
 from smartcity.models import Source
 from smartcity.topics import Domain
@@ -39,6 +41,20 @@ class DeviceRequest(ApiModel):
                                                       "ward of the nearest city device")
     device_id: Id | None = Field(default=None, description="a wished-for id; default: made "
                                                            "from the name")
+    format: str = Field(default="json", description="how the device speaks: json, senml, "
+                                                    "value, tasmota, shelly, zigbee2mqtt, "
+                                                    "esphome or custom (GET /api/v1/formats "
+                                                    "lists them)")
+    mapping: CustomMapping | None = Field(default=None, description="for the custom format: "
+                                                                    "where each metric is")
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v: str) -> str:
+        if v not in format_names():
+            raise ValueError(f"{v[:40]!r} is not a format; use one of "
+                             f"{', '.join(format_names())}")
+        return v
 
     @field_validator("name", "name_en")
     @classmethod
@@ -69,6 +85,9 @@ class DeviceTopics(ApiModel):
     single_value: str = Field(description="one bare number per metric: replace {metric}")
     status: str = Field(description="retained online/offline, also the last will")
     errors: str = Field(description="subscribe here: why a message was rejected")
+    native: list[str] = Field(default_factory=list, description="vendor formats: the topics "
+                                                                "under the device's own "
+                                                                "prefix it publishes on")
 
 
 class PayloadExample(ApiModel):
@@ -91,6 +110,21 @@ class Device(ApiModel):
     location: Location
     metrics: list[str]
     source: Source
+    format: str = "json"
+    mapping: CustomMapping | None = None
+
+
+class DeviceSettings(ApiModel):
+    """What to set on a device, ready to paste (:mod:`api.device_settings` fills it)."""
+
+    format: str
+    title: str
+    where: str = Field(description="where on the device the text goes")
+    kind: str = Field(description="console, json, yaml or text")
+    text: str = Field(description="paste this; it holds the password when one was issued")
+    publishes_on: list[str] = Field(description="the topics the device will publish on")
+    prefix: str | None = Field(description="the device's own prefix (vendor formats)")
+    qr_svg: str = Field(description="the text as a QR code, an SVG image")
 
 
 class Registration(ApiModel):
@@ -99,12 +133,16 @@ class Registration(ApiModel):
                                                         "devices (development)")
     topics: DeviceTopics
     example: PayloadExample
+    settings: DeviceSettings = Field(description="what to set on the device, ready to paste, "
+                                                 "and its QR code")
     note: str
 
 
 class Rotation(ApiModel):
     device_id: str
     credentials: Credentials
+    settings: DeviceSettings | None = Field(default=None, description="the device's settings "
+                                                                      "with the new password")
     note: str
 
 

@@ -25,7 +25,8 @@ class ReplayState(ApiModel):
     span_s: float
     late_p99_ms: float
     error: str | None = None
-
+    lost: str | None = Field(default=None, description="records of a damaged recording that "
+                                                       "were skipped, e.g. '788 records lost'")
 
 
 class Replays(ApiModel):

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from api.models.base import ApiModel, Timestamp
-from smartcity.control import MAX_SPEED, CommandResult
+from smartcity.control import MAX_SPEED, Clock, CommandResult
 
 
 class ScenarioInfo(ApiModel):
@@ -20,6 +20,9 @@ class Simulation(ApiModel):
     """The simulator as it last reported itself (``{root}/control/state``)."""
 
     running: bool
+    clock: Clock | None = Field(default=None, description="exhibit: readings carry the "
+                                "wall-clock time, sim_time is the story's; engineer: "
+                                "readings carry the simulated time")
     scenario: str | None = Field(default=None, description="the scenario running, if any")
     scenario_started: Timestamp | None = Field(default=None, description="simulated time")
     scenario_ends: Timestamp | None = Field(default=None, description="simulated time")

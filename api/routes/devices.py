@@ -16,6 +16,7 @@ from fastapi import APIRouter, Body, HTTPException, Response
 
 from api import device_report, registration
 from api.deps import AdminDep, DeviceDep, InfluxDep, NowDep, ServicesDep, invalid
+from api.device_settings import settings_for
 from api.link import NotPublished
 from api.models.base import Problem
 from api.models.devices import (
@@ -74,7 +75,7 @@ def _broker_down(e: Exception) -> HTTPException:
                          headers={"Retry-After": "5"})
 
 
-async def _publish_profile(services: ServicesDep, device_id: str, payload: bytes) -> None:
+async def publish_profile(services: ServicesDep, device_id: str, payload: bytes) -> None:
     topic = str(profile_topic(device_id, services.settings.mqtt.root))
     await anyio.to_thread.run_sync(lambda: services.link.publish(topic, payload, retain=True))
 
@@ -110,7 +111,7 @@ async def register(services: ServicesDep, _: AdminDep, now: NowDep,
     except DynSecError as e:
         raise HTTPException(409, f"the broker refused the account: {e}") from None
     try:
-        await _publish_profile(services, device.device_id, device.model_dump_json().encode())
+        await publish_profile(services, device.device_id, device.model_dump_json().encode())
     except NotPublished as e:
         # No half-registered device: without its profile ingest would refuse its data.
         await anyio.to_thread.run_sync(accounts.remove, device.device_id)
@@ -123,7 +124,9 @@ async def register(services: ServicesDep, _: AdminDep, now: NowDep,
     return Registration(
         device=registration.device_out(device), credentials=credentials,
         topics=registration.topics_of(device, root),
-        example=registration.example_of(device, root, now, credentials, broker),
+        example=(example := registration.example_of(device, root, now, credentials, broker)),
+        settings=settings_for(device, root, broker, issued.username if issued else None,
+                              issued.password if issued else None, example.mosquitto_pub),
         note=SHOWN_ONCE if credentials else "This broker takes anonymous devices "
                                             "(development): connect without credentials.")
 
@@ -150,13 +153,15 @@ async def get_device_report(device: DeviceDep, services: ServicesDep,
         messages=MessageCounts(stored=facts.stored, rejected=facts.rejected),
         last_rejected=facts.last_rejected,
         topics=registration.topics_of(device, services.settings.mqtt.root),
-        hints=registration.hints(last_seen, facts.rejected, last_rejected_at, status))
+        hints=registration.hints(last_seen, facts.rejected, last_rejected_at, status, device,
+                                 services.settings.mqtt.root,
+                                 facts.last_rejected[0] if facts.last_rejected else None))
 
 
 @router.post("/{device_id}/rotate", summary="New credentials for a device (admin); a connected "
                                             "device is disconnected",
              responses={**ADMIN, **ONE})
-async def rotate(device: DeviceDep, services: ServicesDep, _: AdminDep) -> Rotation:
+async def rotate(device: DeviceDep, services: ServicesDep, _: AdminDep, now: NowDep) -> Rotation:
     _exhibitor(device)
     try:
         issued = await anyio.to_thread.run_sync(services.accounts.rotate, device.device_id)
@@ -168,7 +173,11 @@ async def rotate(device: DeviceDep, services: ServicesDep, _: AdminDep) -> Rotat
     if credentials is None:
         raise HTTPException(409, "this broker takes anonymous devices (development): there are "
                                  "no credentials to rotate")
-    return Rotation(device_id=device.device_id, credentials=credentials, note=SHOWN_ONCE)
+    root, broker = services.settings.mqtt.root, services.settings.device_broker
+    example = registration.example_of(device, root, now, credentials, broker)
+    return Rotation(device_id=device.device_id, credentials=credentials, note=SHOWN_ONCE,
+                    settings=settings_for(device, root, broker, credentials.username,
+                                          credentials.password, example.mosquitto_pub))
 
 
 @router.delete("/{device_id}", status_code=204, summary="Remove a device and revoke its account "
@@ -180,7 +189,7 @@ async def remove(device: DeviceDep, services: ServicesDep, _: AdminDep) -> Respo
     try:
         # Account first: once it is gone the device can send nothing more.
         await anyio.to_thread.run_sync(services.accounts.remove, device.device_id)
-        await _publish_profile(services, device.device_id, b"")
+        await publish_profile(services, device.device_id, b"")
     except (DynSecUnavailable, NotPublished) as e:
         raise _broker_down(e) from None
     except DynSecError as e:

@@ -7,7 +7,6 @@ replayed readings carry ``source: replayed``. One replay runs at a time.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +18,9 @@ from api.deps import AdminDep, ServicesDep
 from api.models.base import Problem
 from api.models.replays import Recording, Replays, ReplayState
 from api.replaying import ReplaySlot
-from recorder.fileformat import RecordingError, RecordingReader
+from recorder.builtin import builtin_recordings
+from recorder.fileformat import RecordingError
+from recorder.reading import RecordingReader
 from recorder.replay import Replayer, ReplayOptions, ReplayStatus
 from recorder.selection import Remap, Selection
 from smartcity.ids import ID_PATTERN, is_valid_id
@@ -27,14 +28,6 @@ from smartcity.ids import ID_PATTERN, is_valid_id
 router = APIRouter(prefix="/api/v1/replays", tags=["replays"])
 
 RECORDED_ROOT = "city"  # the root the built-in recordings were made under
-
-
-def recordings_dir() -> Path:
-    return Path(str(resources.files("recorder") / "recordings"))
-
-
-def builtin_recordings() -> dict[str, Path]:
-    return {p.name.removesuffix(".screc"): p for p in sorted(recordings_dir().glob("*.screc"))}
 
 
 def _describe(name: str, path: Path) -> Recording:
@@ -50,12 +43,12 @@ def _current(slot: ReplaySlot) -> ReplayState | None:
     return _state(slot.name, slot.replayer.status())
 
 
-
 def _state(name: str, s: ReplayStatus) -> ReplayState:
     return ReplayState(name=name, state=s.state, speed=s.speed, sent=s.sent,
                        passes_done=s.passes_done, position_s=round(s.position_s, 3),
                        span_s=round(s.span_s, 3), late_p99_ms=round(s.late_p99_ms, 2),
-                       error=s.error)
+                       error=s.error, lost=s.lost)
+
 
 @router.get("", summary="Built-in recordings and the replay that is running")
 async def list_replays(services: ServicesDep) -> Replays:

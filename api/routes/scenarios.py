@@ -12,7 +12,7 @@ import uuid
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Body, HTTPException, Path
+from fastapi import APIRouter, Body, HTTPException, Path, Query
 
 from api.deps import AdminDep, LinkDep, ServicesDep, invalid, now_ms
 from api.link import MqttLink, NotPublished
@@ -20,8 +20,10 @@ from api.models.base import Problem
 from api.models.scenarios import CommandAccepted, ScenarioInfo, ScenarioList, Simulation, SpeedIn
 from simulators.scenarios import builtin_names, load_scenario
 from smartcity.control import (
+    Clock,
     ControlBody,
     Pause,
+    ResetClock,
     Resume,
     SetSpeed,
     SimulatorState,
@@ -53,7 +55,7 @@ def simulation_of(state: SimulatorState | None, wall_ms: int) -> Simulation:
     if state is None:
         return Simulation(running=False)
     return Simulation(
-        running=state.running, scenario=state.scenario,
+        running=state.running, clock=state.clock, scenario=state.scenario,
         scenario_started=_ts(state.scenario_started), scenario_ends=_ts(state.scenario_ends),
         sim_time=_ts(state.sim_time), sim_time_now=_ts(state.sim_time_at(wall_ms)),
         speed=state.speed, paused=state.paused, seed=state.seed, start=_ts(state.start),
@@ -93,6 +95,8 @@ async def _send(services: ServicesDep, body: ControlBody) -> CommandAccepted:
     if state is None or not state.running:
         raise HTTPException(409, f"no simulator is running under {root}/ (none reports on "
                                  f"{root}/control/state): start one with smartcity simulate")
+    if services.attract is not None:
+        services.attract.touch()  # an operator at the controls: the attract loop gives way
     command = command_of(body)
     topic = str(command_topic(command, root))
     try:
@@ -116,6 +120,10 @@ async def start_scenario(
     name: Annotated[str, Path(description=f"a built-in scenario, {ID_PATTERN}",
                               examples=["king-tide-storm"])],
     services: ServicesDep, _: AdminDep,
+    clock: Annotated[Clock, Query(description="exhibit (the default): readings carry the "
+                                  "wall-clock time while the story plays compressed; "
+                                  "engineer: readings carry the story's simulated time")
+                     ] = Clock.EXHIBIT,
 ) -> CommandAccepted:
     try:
         check_id(name, "name")
@@ -123,11 +131,12 @@ async def start_scenario(
         invalid(e, "path", {"name": name})
     if name not in builtin_names():
         raise HTTPException(404, f"unknown scenario {name!r}; GET /api/v1/scenarios lists them")
-    return await _send(services, StartScenario(name=name, id=_id()))
+    return await _send(services, StartScenario(name=name, clock=clock, id=_id()))
 
 
 @router.post("/api/v1/scenarios/stop", status_code=202,
-             summary="Stop the running scenario (the city goes back to normal)",
+             summary="Stop the running scenario (the city goes back to normal; on the "
+                     "exhibit clock, back to now at speed 1)",
              responses=COMMAND_ERRORS)
 async def stop_scenario(services: ServicesDep, _: AdminDep) -> CommandAccepted:
     return await _send(services, StopScenario(id=_id()))
@@ -151,3 +160,10 @@ async def pause(services: ServicesDep, _: AdminDep) -> CommandAccepted:
 async def resume(services: ServicesDep, _: AdminDep) -> CommandAccepted:
     return await _send(services, Resume(id=_id()))
 
+
+
+@router.post("/api/v1/simulation/reset", status_code=202,
+             summary="Reset the clock: the city back to now, at speed 1, no scenario",
+             responses=COMMAND_ERRORS)
+async def reset_clock(services: ServicesDep, _: AdminDep) -> CommandAccepted:
+    return await _send(services, ResetClock(id=_id()))

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api import queries
-from api.deps import DeviceDep, InfluxDep, LinkDep, NowDep, RegistryDep, invalid
+from api.deps import DeviceDep, InfluxDep, LinkDep, NowDep, RegistryDep, ServicesDep, invalid
 from api.link import MqttLink
 from api.models.base import Problem
 from api.models.sensors import History, Latest, Location, MetricValue, Point, Sensor, SensorStatus
@@ -40,27 +40,40 @@ def _sensor(device: DeviceInfo, seen: Seen | None, status: MqttLink) -> Sensor:
 @router.get("", summary="Every known device, with its status and when it last reported",
             responses={503: NOT_FOUND[503]})
 async def list_sensors(
-    registry: RegistryDep, influx: InfluxDep, status: LinkDep,
+    registry: RegistryDep, services: ServicesDep, status: LinkDep, now: NowDep,
     domain: Annotated[Domain | None, Query(description="only devices of this domain")] = None,
 ) -> list[Sensor]:
     devices = list(registry.by_domain(domain) if domain else registry)
-    domains = [d for d in Domain if any(dev.domain is d for dev in devices)]
-    seen = queries.shape_last_seen(
-        await influx.query(queries.last_seen_query(domains))) if domains else {}
+    seen = await _last_seen(services, devices, now)
     return [_sensor(d, seen.get(d.device_id), status) for d in devices]
 
 
 @router.get("/{device_id}", summary="One device", responses=NOT_FOUND)
-async def get_sensor(device: DeviceDep, influx: InfluxDep, status: LinkDep) -> Sensor:
-    seen = queries.shape_last_seen(await influx.query(queries.last_seen_query([device.domain])))
+async def get_sensor(device: DeviceDep, services: ServicesDep, status: LinkDep,
+                     now: NowDep) -> Sensor:
+    seen = await _last_seen(services, [device], now)
     return _sensor(device, seen.get(device.device_id), status)
+
+
+async def _last_seen(services: ServicesDep, devices: list[DeviceInfo], now: int
+                     ) -> dict[str, Seen]:
+    if (memory := services.memory()) is not None:
+        return memory.last_seen((d.device_id for d in devices), now)
+    domains = [d for d in Domain if any(dev.domain is d for dev in devices)]
+    if not domains:
+        return {}
+    return queries.shape_last_seen(await services.influx.query(
+        queries.last_seen_query(domains)))
 
 
 @router.get("/{device_id}/latest", summary="The last value of each of a device's metrics",
             responses=NOT_FOUND)
-async def latest(device: DeviceDep, influx: InfluxDep) -> Latest:
-    seen, values = queries.shape_latest(
-        await influx.query(queries.latest_query(device.domain, device.device_id)))
+async def latest(device: DeviceDep, services: ServicesDep, now: NowDep) -> Latest:
+    if (memory := services.memory()) is not None:
+        seen, values = memory.latest(device.device_id, device.domain, now)
+    else:
+        seen, values = queries.shape_latest(await services.influx.query(
+            queries.latest_query(device.domain, device.device_id)))
     return Latest(
         device_id=device.device_id, domain=device.domain,
         last_seen=format_ts(seen.time_ms) if seen else None,
