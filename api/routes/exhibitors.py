@@ -135,7 +135,7 @@ async def change_format(device: DeviceDep, services: ServicesDep, _: AdminDep,
 @router.get("/api/v1/devices/{device_id}/watch", summary="A device's latest raw messages, "
                                                          "what the mapping made of each, and "
                                                          "its refusals (admin)",
-            responses=ADMIN)
+            responses={**ADMIN, 404: ONE[404]})
 async def watch(device: DeviceDep, services: ServicesDep, _: AdminDep,
                 after: Annotated[int, Query(ge=0, description="only entries after this n")] = 0
                 ) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
 
 from api.deps import ServicesDep
+from api.models.base import Problem
 from api.models.rehearsals import RehearsalResult, Timeline
 from recorder.builtin import builtin_recordings
 from rules.rehearsal import Rehearsal, compare, rehearse
@@ -54,8 +55,12 @@ def _rehearse_given(path: Path, rules: RuleSet, city_file: Path | None,
 Name = Annotated[str, PathParam(description=f"built-in recording, {ID_PATTERN}")]
 
 
+UNKNOWN = {"model": Problem, "description": "unknown recording"}
+
+
 @router.get("/api/v1/recordings/{name}/rehearsal",
-            summary="The alert timeline the rules in force tell over a built-in recording")
+            summary="The alert timeline the rules in force tell over a built-in recording",
+            responses={404: UNKNOWN})
 async def rehearsal(name: Name, services: ServicesDep) -> RehearsalResult:
     path, s = _recording(name), services.settings
     base = await anyio.to_thread.run_sync(_in_force, path, s.city_file, s.scale, s.rules_file,
@@ -65,7 +70,7 @@ async def rehearsal(name: Name, services: ServicesDep) -> RehearsalResult:
 
 @router.post("/api/v1/recordings/{name}/rehearsal",
              summary="Rehearse a built-in recording with the rule file in the body (TOML), "
-                     "beside the rules in force")
+                     "beside the rules in force", responses={404: UNKNOWN})
 async def rehearsal_with(name: Name, services: ServicesDep, request: Request
                          ) -> RehearsalResult:
     path, s = _recording(name), services.settings
