@@ -26,8 +26,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from broker.mqtt import connect, new_client
-from smartcity.errors import ContractError
-from smartcity.profiles import Change, apply_profile, decode_profile
+from smartcity.profiles import take_profile
 from smartcity.registry import Registry
 from smartcity.settings import MqttSettings
 from smartcity.topics import check_root, profile_filter
@@ -42,26 +41,6 @@ class RegistryUnavailable(RuntimeError):
 def sync_topic(root: str, service: str) -> str:
     """Where ``service`` publishes its markers (its broker role may publish and read it)."""
     return f"{check_root(root)}/services/{service}/sync"
-
-
-def take_profile(registry: Registry, topic: str, payload: bytes, root: str) -> Change | None:
-    """Apply one profile message to ``registry`` and log what changed; None if it was bad.
-    Shared by the snapshot below and by every service's live profile handler."""
-    try:
-        profile = decode_profile(topic, payload, root)
-        change = apply_profile(registry, profile)
-    except ContractError as e:
-        log.error("ignored a profile on %s: %s", topic, e)
-        return None
-    except Exception:  # one bad profile must never stop a service
-        log.exception("could not apply a profile on %s", topic)
-        return None
-    if change is Change.REFUSED:
-        log.error("ignored a profile on %s: %r is one of the city's own devices", topic,
-                  profile.device_id)
-    elif change is not Change.UNCHANGED:
-        log.info("exhibitor device %s %s", profile.device_id, change.value)
-    return change
 
 
 class _Snapshot:

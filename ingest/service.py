@@ -22,7 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from broker.mqtt import Session, Subscription, new_client, start
-from broker.registrysync import take_profile, wait_for_registry
+from broker.registrysync import wait_for_registry
 from ingest import brokerlog
 from ingest.brokerlog import BrokerLogWatcher, Refused
 from ingest.judge import Accepted, Judge, Rejection
@@ -32,7 +32,7 @@ from smartcity.city import load_city
 from smartcity.codec import dump
 from smartcity.errors import Reason
 from smartcity.models import DeviceError, ProblemOut, format_ts
-from smartcity.profiles import Change
+from smartcity.profiles import Change, take_profile
 from smartcity.registry import Registry
 from smartcity.settings import IngestSettings
 from smartcity.topics import (

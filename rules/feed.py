@@ -19,9 +19,9 @@ from smartcity.alerts import Alert
 from smartcity.codec import Reading
 from smartcity.errors import ContractError
 from smartcity.formats.decoding import decode_device_message
-from smartcity.profiles import Change, apply_profile, decode_profile
+from smartcity.profiles import Change, take_profile
 from smartcity.registry import Registry
-from smartcity.topics import TopicFilter
+from smartcity.topics import TopicFilter, parse_profile_topic
 
 log = logging.getLogger("rules.service")
 
@@ -49,18 +49,10 @@ def profile_change(registry: Registry, topic: str, payload: bytes,
                    root: str) -> ProfileChange | None:
     """Apply an exhibitor device's retained profile to ``registry``; None if it is not
     valid (logged). Never raises."""
-    try:
-        profile = decode_profile(topic, payload, root)
-        change = apply_profile(registry, profile)
-    except ContractError as e:
-        log.error("ignored a profile on %s: %s", topic, e)
+    change = take_profile(registry, topic, payload, root)
+    if change is None:
         return None
-    except Exception:  # one bad profile must never stop the rules
-        log.exception("could not apply a profile on %s", topic)
-        return None
-    if change is not Change.UNCHANGED:
-        log.info("exhibitor device %s %s", profile.device_id, change.value)
-    return ProfileChange(profile.device_id, change)
+    return ProfileChange(parse_profile_topic(topic, root), change)
 
 
 def story_speed(payload: bytes) -> float | None:

@@ -9,16 +9,19 @@ The city's own devices come from the city file and are never replaced or removed
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
 from pydantic import ValidationError
 
 from smartcity.codec import problems_of
-from smartcity.errors import FieldProblem, InvalidPayload
+from smartcity.errors import ContractError, FieldProblem, InvalidPayload
 from smartcity.models import Source
 from smartcity.registry import DeviceInfo, Registry
 from smartcity.topics import DEFAULT_ROOT, parse_profile_topic
+
+log = logging.getLogger(__name__)
 
 
 class Change(StrEnum):
@@ -64,3 +67,23 @@ def apply_profile(registry: Registry, profile: Profile) -> Change:
         return Change.UNCHANGED  # the retained profile again, after a reconnect
     registry.put(profile.device)
     return Change.ADDED if known is None else Change.UPDATED
+
+
+def take_profile(registry: Registry, topic: str, payload: bytes, root: str) -> Change | None:
+    """Apply one profile message to ``registry`` and log what changed; None if it was bad.
+    Shared by every service's registry read and live profile handler, and by a rehearsal."""
+    try:
+        profile = decode_profile(topic, payload, root)
+        change = apply_profile(registry, profile)
+    except ContractError as e:
+        log.error("ignored a profile on %s: %s", topic, e)
+        return None
+    except Exception:  # one bad profile must never stop a service
+        log.exception("could not apply a profile on %s", topic)
+        return None
+    if change is Change.REFUSED:
+        log.error("ignored a profile on %s: %r is one of the city's own devices", topic,
+                  profile.device_id)
+    elif change is not Change.UNCHANGED:
+        log.info("exhibitor device %s %s", profile.device_id, change.value)
+    return change
