@@ -83,12 +83,12 @@ class Guard:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         limit = self.max_body_bytes
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await _answer(send, 413, f"request body over {limit} bytes")
+            await _answer(send, 413, f"request body too large: at most {limit} bytes")
             return
         try:
             body = await self._read(receive, limit)
         except TooLarge:
-            await _answer(send, 413, f"request body over {limit} bytes")
+            await _answer(send, 413, f"request body too large: at most {limit} bytes")
             return
         await self.app(scope, self._replay(body, receive), send)
 

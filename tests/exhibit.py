@@ -65,7 +65,8 @@ class Exhibit:
         """The device's own MQTT v5 session with the credentials it was issued."""
         creds = registration["credentials"]
         return self.broker.session(creds["username"], password or creds["password"],
-                                   client_id=creds["client_id"])
+                                   # the one id the account takes: its username
+                                   client_id=creds.get("client_id", creds["username"]))
 
     def device(self, device_id: str) -> dict[str, Any]:
         with self.http(token="") as http:

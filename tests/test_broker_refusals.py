@@ -123,29 +123,28 @@ def refused_thrice(secured: SecuredBroker, log: Path, info: DeviceInfo, influx: 
                         info.model_dump_json().encode(), retain=True)
         wait_for(lambda: service.registry.get(info.device_id) == info, what="the profile")
         errors = f"{root}/devices/{info.device_id}/errors"
-        # The recorder reads everything: it sees the report to the 3.1.1 device too, which
-        # connects under the same (bound) client id and so takes the MQTT 5 session's place.
-        with secured.session("recorder") as watch:
-            assert watch.subscribe(errors) == [1]
-            with secured.session(credentials.username, credentials.password,
-                                 client_id=credentials.username) as device:
-                assert device.subscribe(errors) == [1]
-                # Tasmota's default FullTopic, and a topic under another kind
-                assert device.publish("tele/booth/SENSOR", b'{"ENERGY": {"Power": 5}}') == \
-                    NOT_AUTHORIZED
-                assert device.publish(f"{root}/home/{info.device_id}/data", b"{}") == \
-                    NOT_AUTHORIZED
-                wait_for(lambda: len(device.on(errors)) == 2, timeout=10,
-                         what="two reports within seconds, to the device itself")
+        # The api's account follows the reports too: the 3.1.1 connection below takes the
+        # device's session (the account is bound to one client id), the watcher stays.
+        with secured.session(credentials.username, credentials.password,
+                             client_id=credentials.client_id) as device, \
+                secured.session("api") as watcher:
+            assert device.subscribe(errors) == [1]
+            assert watcher.subscribe(errors) == [1]
+            # Tasmota's default FullTopic, and a topic under another kind
+            assert device.publish("tele/booth/SENSOR", b'{"ENERGY": {"Power": 5}}') == \
+                NOT_AUTHORIZED
+            assert device.publish(f"{root}/home/{info.device_id}/data", b"{}") == NOT_AUTHORIZED
+            wait_for(lambda: len(device.on(errors)) == 2, timeout=10,
+                     what="two reports within seconds")
             old = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311,
-                              client_id=credentials.username)  # the account's one client id
+                              client_id=credentials.client_id)
             old.username_pw_set(credentials.username, credentials.password)
             old.connect("127.0.0.1", secured.port)
             old.loop_start()
             old.publish("tasmota_A1B2C3/SENSOR", b"{}", qos=1).wait_for_publish(10)
             old.disconnect()
             old.loop_stop()
-            reports = wait_for(lambda: len(watch.on(errors)) == 3 and watch.on(errors),
+            reports = wait_for(lambda: len(watcher.on(errors)) == 3 and watcher.on(errors),
                                timeout=10, what="the 3.1.1 device's report")
     finally:
         service.stop()

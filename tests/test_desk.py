@@ -133,8 +133,7 @@ def test_staff_register_preview_watch_rotate_and_remove_in_a_real_browser(
     # the device publishes, as Tasmota does with the settings above, and once with its
     # default FullTopic, which the broker refuses
     registration = {"credentials": {"username": facts["username"],
-                                    "password": facts["password"],
-                                    "client_id": facts["username"]}}
+                                    "password": facts["password"]}}
     with exhibit.connect(registration) as device:
         assert device.publish(f"{prefix}/tele/{device_id}/SENSOR", TASMOTA.encode()) == 0
         assert device.publish(f"{prefix}/tele/{device_id}/STATE", b'{"Uptime": "0T00:01:00"}') \

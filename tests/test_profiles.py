@@ -192,7 +192,7 @@ def publish_as_device(secured: SecuredBroker, ingest: IngestService, info: Devic
     credentials = register(secured, ingest, info)
     prefix = native_prefix(info.device_id, secured.root)
     with secured.session(credentials.username, credentials.password,
-                         client_id=credentials.username) as dev:
+                         client_id=credentials.client_id) as dev:
         for sub, payload in samples:
             assert dev.publish(f"{prefix}/{sub}", payload) in (0, 0x10)
             time.sleep(0.01)  # readings stamped on arrival get a millisecond each
@@ -270,7 +270,7 @@ def test_a_wrong_sub_topic_is_refused_with_the_topic_to_use(
     credentials = register(secured, ingest, info)
     prefix = native_prefix(info.device_id, secured.root)
     with secured.session(credentials.username, credentials.password,
-                         client_id=credentials.username) as dev:
+                         client_id=credentials.client_id) as dev:
         assert dev.subscribe(errors) == [1]
         # FullTopic without %prefix%: Tasmota then publishes <prefix>/SENSOR
         assert dev.publish(f"{prefix}/booth/SENSOR", TASMOTA[0][1]) == 0
