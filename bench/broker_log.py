@@ -8,7 +8,7 @@ For each variant a private Mosquitto starts on a free port; one subscriber reads
 which the subscriber received them all, and the broker's CPU time per message. Compare the
 two lines as a ratio: the machine is shared.
 
-    .venv/bin/python bench/broker_log.py [--messages 200000] [--rounds 3]
+    .venv/bin/python -m bench.broker_log [--messages 200000] [--rounds 3]
 """
 
 from __future__ import annotations

@@ -7,22 +7,12 @@ the machine, as they would with devices on the network.
 
 from __future__ import annotations
 
+# the same encoders as ingest's own MQTT edge
+from ingest.wire import utf8, varint
+
+__all__ = ["DISCONNECT", "connect_packet", "publish_packet", "utf8", "varint"]
+
 DISCONNECT = b"\xe0\x00"
-
-
-def varint(n: int) -> bytes:
-    """MQTT's variable byte integer (the remaining length)."""
-    out = bytearray()
-    while True:
-        n, digit = n >> 7, n & 0x7F
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def utf8(s: str) -> bytes:
-    b = s.encode()
-    return len(b).to_bytes(2, "big") + b
 
 
 def connect_packet(client_id: str, keepalive_s: int = 0) -> bytes:
